@@ -1,0 +1,45 @@
+"""The FastAPI app factory. Nothing is created at import time.
+
+``create_app(settings)`` returns an app whose lifespan runs the whole gateway
+(:class:`~gateway.service.Gateway`), so ``uvicorn`` serving the app *is* the gateway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+
+from gateway.api import routes_alerts, routes_data, routes_health, routes_registry
+from gateway.config import Settings
+from gateway.service import Gateway
+
+CONSOLE = Path(__file__).resolve().parent / "console" / "index.html"
+
+
+def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
+    """Build the app; pass a running ``gateway`` to serve it instead of starting one."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if gateway is not None:
+            app.state.gateway = gateway
+            yield
+            return
+        async with Gateway(settings) as running:
+            app.state.gateway = running
+            yield
+
+    app = FastAPI(title="EWG early-warning gateway", version="0.1.0", lifespan=lifespan)
+    for module in (routes_health, routes_alerts, routes_registry, routes_data):
+        app.include_router(module.router)
+
+    @app.get("/", include_in_schema=False)
+    async def console() -> FileResponse:
+        """The duty console (static; it calls the API with the user's token)."""
+        return FileResponse(CONSOLE, media_type="text/html; charset=utf-8")
+
+    return app

@@ -1,0 +1,308 @@
+"""The ``ewg`` command line (typer). Names here are a stable interface: scripts use them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import tempfile
+import threading
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+
+from gateway.config import Settings, load_settings
+from gateway.errors import EwgError
+from gateway.registry_model import Device, Site
+
+app = typer.Typer(help="EWG early-warning gateway", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+site_app = typer.Typer(help="Register and list sites", no_args_is_help=True)
+device_app = typer.Typer(help="Register and list devices", no_args_is_help=True)
+token_app = typer.Typer(help="API access tokens", no_args_is_help=True)
+profiles_app = typer.Typer(help="Device profiles", no_args_is_help=True)
+app.add_typer(site_app, name="site")
+app.add_typer(device_app, name="device")
+app.add_typer(token_app, name="token")
+app.add_typer(profiles_app, name="profiles")
+
+T = TypeVar("T")
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML config file")]
+DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="where EWG keeps its data")]
+BrokerOpt = Annotated[str | None, typer.Option("--broker", help="mqtt://host:port")]
+HttpOpt = Annotated[str | None, typer.Option("--http", help="HTTP listen address host:port")]
+
+
+def _run(coro: Awaitable[T]) -> T:
+    try:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    except EwgError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from exc
+
+
+def _split_http(http: str | None) -> dict[str, object]:
+    if http is None:
+        return {}
+    host, _, port = http.rpartition(":")
+    if not host or not port.isdigit():
+        raise typer.BadParameter(f"--http {http!r} must be host:port", param_hint="--http")
+    return {"http_host": host, "http_port": int(port)}
+
+
+def _settings(config: Path | None, **overrides: object) -> Settings:
+    try:
+        return load_settings(config, **overrides)
+    except EwgError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from exc
+
+
+def _logging(verbose: bool = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("amqtt", "transitions", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+async def _serve_http(settings: Settings, gateway: object,
+                      until: Callable[[], Awaitable[None]] | None = None) -> None:
+    import uvicorn
+
+    from gateway.app import create_app
+    from gateway.service import Gateway
+
+    assert isinstance(gateway, Gateway)
+    server = uvicorn.Server(uvicorn.Config(
+        create_app(settings, gateway), host=settings.http_host, port=settings.http_port,
+        log_level="warning", lifespan="on"))
+    serving = asyncio.create_task(server.serve())
+    if until is not None:
+        waiting = asyncio.create_task(until())
+        await asyncio.wait({serving, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        server.should_exit = True
+        waiting.cancel()
+    await serving
+
+
+@app.command()
+def serve(broker: BrokerOpt = None, data_dir: DataDirOpt = None, http: HttpOpt = None,
+          config: ConfigOpt = None,
+          verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    """Run the gateway: MQTT ingestion, detectors, alerts, API and console."""
+    from gateway.service import Gateway
+
+    _logging(verbose)
+    settings = _settings(config, broker_url=broker, data_dir=data_dir, **_split_http(http))
+    if settings.broker_url is None:
+        typer.secho("no --broker given: running the embedded broker (fine for a demo only)",
+                    fg=typer.colors.YELLOW, err=True)
+
+    async def main() -> None:
+        async with Gateway(settings) as gateway:
+            _announce(settings, gateway.broker_url, gateway.admin_token)
+            await _serve_http(settings, gateway)
+
+    _run(main())
+
+
+def _announce(settings: Settings, broker_url: str, token: str | None) -> None:
+    url = f"http://{settings.http_host}:{settings.http_port}/"
+    typer.secho(f"EWG console: {url}" + (f"#token={token}" if token else ""), fg=typer.colors.GREEN)
+    typer.echo(f"API docs:    {url}docs")
+    typer.echo(f"MQTT broker: {broker_url}")
+    if token:
+        typer.echo(f"admin token: {token}")
+    else:
+        typer.echo(f"admin token: in {settings.data_dir / 'admin.token'}")
+
+
+def _free_port(preferred: int) -> int:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", preferred))
+            return preferred
+        except OSError:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+
+
+@app.command()
+def demo(broker: BrokerOpt = None, data_dir: DataDirOpt = None, http: HttpOpt = None,
+         scenario: Annotated[Path | None, typer.Option(help="scenario YAML")] = None,
+         duration: Annotated[float | None, typer.Option(help="stop after S seconds")] = None,
+         verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    """The demo: embedded broker, gateway, console and a simulated town, in one process."""
+    from gateway.service import Gateway
+    from simulator.runner import Simulator
+    from simulator.scenario import load_scenario, registrations
+    from simulator.town import small_town
+
+    _logging(verbose)
+    directory = data_dir or Path(tempfile.mkdtemp(prefix="ewg-demo-"))
+    settings = _settings(None, broker_url=broker, data_dir=directory,
+                         embedded_broker_port=_free_port(1883), **_split_http(http))
+    town = load_scenario(scenario) if scenario else small_town()
+
+    async def main() -> None:
+        async with Gateway(settings) as gateway:
+            sites, devices = registrations(town)
+            for site in sites:
+                if gateway.registry.find_site(site.id) is None:
+                    await gateway.registry.add_site(site, "demo")
+            known = {d.id for d in gateway.registry.devices()}
+            for device in devices:
+                if device.id not in known:
+                    await gateway.registry.add_device(device, "demo")
+                    gateway.detectors.expect(device.id, gateway_now())
+            _announce(settings, gateway.broker_url, gateway.admin_token)
+            typer.echo(f"simulating {len(sites)} sites, {len(devices)} devices; Ctrl-C stops")
+            stop = threading.Event()
+            sim = Simulator(town, gateway.broker_url, truth_path=directory / "truth.jsonl")
+
+            async def until() -> None:
+                runner = asyncio.create_task(asyncio.to_thread(sim.run, stop))
+                try:
+                    if duration is not None:
+                        await asyncio.sleep(duration)
+                    else:
+                        await asyncio.Event().wait()
+                finally:
+                    stop.set()
+                    await runner
+
+            await _serve_http(settings, gateway, until)
+
+    _run(main())
+
+
+def gateway_now() -> int:
+    from gateway.model import now_ms
+
+    return now_ms()
+
+
+@app.command()
+def simulate(
+    broker: Annotated[str, typer.Option(help="mqtt://host:port")],
+    scenario: Annotated[Path, typer.Option(help="scenario YAML")],
+    truth: Annotated[Path | None, typer.Option(help="write ground truth JSONL here")] = None,
+    duration: Annotated[float | None, typer.Option(help="seconds (default: the scenario's)")] = None,
+    qos: Annotated[int, typer.Option(min=0, max=1)] = 1,
+) -> None:
+    """Run the simulator on its own against any broker."""
+    from simulator.runner import simulate as run_simulation
+
+    _logging()
+    report = run_simulation(broker, scenario, truth, duration, qos)
+    typer.echo(report.summary() if hasattr(report, "summary") else str(report))
+
+
+# -- registry ----------------------------------------------------------------------------
+
+async def _with_registry(settings: Settings, fn: Callable[..., Awaitable[T]]) -> T:
+    from gateway.profiles import load_profiles
+    from gateway.registry import Registry
+    from gateway.service import open_main_db
+
+    async with open_main_db(settings) as db:
+        registry = Registry(db, load_profiles(settings.profiles_dir))
+        await registry.refresh()
+        return await fn(registry)
+
+
+@site_app.command("add")
+def site_add(
+    site_id: str,
+    name: Annotated[str, typer.Option(help="name shown to duty staff")],
+    village: Annotated[str, typer.Option(help="village/community (村/社区)")],
+    industry: Annotated[str, typer.Option(help="e.g. small_shop, dust_factory")],
+    address: str = "",
+    enterprise: str = "",
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Register a site."""
+    settings = _settings(config, data_dir=data_dir)
+    site = Site(site_id, name, village, industry, address, enterprise)
+    _run(_with_registry(settings, lambda r: r.add_site(site, "cli")))
+    typer.echo(f"site {site_id} added")
+
+
+@site_app.command("list")
+def site_list(data_dir: DataDirOpt = None, config: ConfigOpt = None) -> None:
+    """List sites."""
+    settings = _settings(config, data_dir=data_dir)
+
+    async def sites(registry: object) -> list[Site]:
+        return registry.sites()  # type: ignore[attr-defined, no-any-return]
+
+    for s in _run(_with_registry(settings, sites)):
+        typer.echo(f"{s.id}\t{s.village}\t{s.industry}\t{s.name}\t{s.address}")
+
+
+@device_app.command("add")
+def device_add(
+    device_id: str,
+    profile: Annotated[str, typer.Option(help="device profile name (ewg profiles list)")],
+    site: Annotated[str, typer.Option(help="site id")],
+    name: str = "",
+    parent: Annotated[str | None, typer.Option(help="parent device id")] = None,
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Register a device so the gateway accepts its messages."""
+    settings = _settings(config, data_dir=data_dir)
+    device = Device(device_id, profile, site, name, parent)
+    _run(_with_registry(settings, lambda r: r.add_device(device, "cli")))
+    typer.echo(f"device {device_id} added; it publishes to ewg/v1/{device_id}/telemetry")
+
+
+@device_app.command("list")
+def device_list(data_dir: DataDirOpt = None, config: ConfigOpt = None) -> None:
+    """List devices."""
+    settings = _settings(config, data_dir=data_dir)
+
+    async def devices(registry: object) -> list[Device]:
+        return registry.devices()  # type: ignore[attr-defined, no-any-return]
+
+    for d in _run(_with_registry(settings, devices)):
+        typer.echo(f"{d.id}\t{d.profile}\t{d.site_id}\t{d.name}")
+
+
+@token_app.command("create")
+def token_create(name: str, data_dir: DataDirOpt = None, config: ConfigOpt = None) -> None:
+    """Create an API token (shown once; only its hash is kept)."""
+    from gateway.auth import TokenStore
+    from gateway.service import open_main_db
+
+    settings = _settings(config, data_dir=data_dir)
+
+    async def create() -> str:
+        async with open_main_db(settings) as db:
+            tokens = TokenStore(db)
+            return await tokens.create(name, "admin", actor="cli")
+
+    typer.echo(_run(create()))
+
+
+@profiles_app.command("list")
+def profiles_list(directory: Annotated[Path | None, typer.Option("--dir")] = None) -> None:
+    """List the device profiles."""
+    from gateway.profiles import DEFAULT_PROFILE_DIR, load_profiles
+
+    try:
+        profiles = load_profiles(directory or DEFAULT_PROFILE_DIR)
+    except EwgError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from exc
+    for p in profiles.values():
+        typer.echo(f"{p.name}\t{p.title_zh} / {p.title_en}\t{len(p.metrics)} metrics"
+                   f"\t{len(p.rules)} rules")
+
+
+def main() -> None:
+    app()

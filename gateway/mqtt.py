@@ -1,0 +1,152 @@
+"""The MQTT adapter: the only module that knows aiomqtt and paho exist.
+
+Messages leave here as our own frozen :class:`~gateway.model.InboundMessage` plus an
+``ack`` callable. The gateway subscribes with QoS 1 on a persistent session and
+acknowledges a message only after the pipeline has made it durable (stored or
+dead-lettered), so a crash between receipt and storage makes the broker deliver
+it again instead of losing it. Reconnection with backoff lives here too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import aiomqtt
+
+from gateway.errors import BrokerError, ConfigError
+from gateway.model import InboundMessage, now_ms
+
+log = logging.getLogger(__name__)
+
+Ack = Callable[[], None]
+Handler = Callable[[InboundMessage, Ack], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerAddress:
+    host: str
+    port: int
+    tls: bool = False
+    username: str | None = None
+    password: str | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> BrokerAddress:
+        """Parse ``mqtt://[user:pass@]host[:port]`` (or ``mqtts://`` for TLS).
+
+        >>> BrokerAddress.parse("mqtt://127.0.0.1:1884")
+        BrokerAddress(host='127.0.0.1', port=1884, tls=False, username=None, password=None)
+        >>> BrokerAddress.parse("mqtts://gw:s3cret@broker.example").port
+        8883
+        """
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+            raise ConfigError(f"broker URL {url!r} must start with mqtt:// or mqtts://")
+        tls = parts.scheme in ("mqtts", "ssl")
+        if not parts.hostname:
+            raise ConfigError(f"broker URL {url!r} has no host")
+        try:
+            port = parts.port or (8883 if tls else 1883)
+        except ValueError as exc:
+            raise ConfigError(f"broker URL {url!r} has a bad port") from exc
+        return cls(parts.hostname, port, tls, parts.username, parts.password)
+
+
+class MqttSource:
+    """Subscribes to the device topics and hands every message to ``handler``.
+
+    ``run()`` keeps the connection alive for as long as it is awaited, reconnecting
+    with exponential backoff; ``connected`` tells the health endpoint how it goes.
+    """
+
+    def __init__(
+        self,
+        address: BrokerAddress,
+        *,
+        client_id: str,
+        topics: list[str],
+        qos: int = 1,
+        max_backoff_s: float = 30.0,
+    ) -> None:
+        self.address = address
+        self.client_id = client_id
+        self.topics = topics
+        self.qos = qos
+        self.max_backoff_s = max_backoff_s
+        self.connected = False
+        self.connects = 0
+        self.last_error: str | None = None
+
+    def _client(self) -> aiomqtt.Client:
+        tls_context = ssl.create_default_context() if self.address.tls else None
+        return aiomqtt.Client(
+            self.address.host,
+            self.address.port,
+            identifier=self.client_id,
+            username=self.address.username,
+            password=self.address.password,
+            clean_session=False,  # persistent session: the broker queues QoS 1 while we are away
+            keepalive=30,
+            tls_context=tls_context,
+        )
+
+    async def run(self, handler: Handler) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                await self._session(handler)
+                backoff = 0.5
+            except aiomqtt.MqttError as exc:
+                self.connected = False
+                self.last_error = str(exc)
+                log.warning("MQTT connection to %s:%s lost (%s); retrying in %.1fs",
+                            self.address.host, self.address.port, exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.max_backoff_s)
+
+    async def _session(self, handler: Handler) -> None:
+        client = self._client()
+        # paho acknowledges QoS 1 on receipt unless told otherwise; we ack after storing.
+        client._client.manual_ack_set(True)
+        async with client:
+            self.connected = True
+            self.connects += 1
+            self.last_error = None
+            log.info("connected to MQTT broker %s:%s as %s",
+                     self.address.host, self.address.port, self.client_id)
+            for topic in self.topics:
+                await client.subscribe(topic, qos=self.qos)
+            paho = client._client
+            async for message in client.messages:
+                inbound = InboundMessage(
+                    topic=str(message.topic),
+                    payload=bytes(message.payload) if isinstance(
+                        message.payload, bytes | bytearray) else str(message.payload).encode(),
+                    qos=message.qos,
+                    retain=message.retain,
+                    received_ms=now_ms(),
+                )
+                await handler(inbound, _acker(paho, message.mid, message.qos))
+
+
+def _acker(paho: object, mid: int, qos: int) -> Ack:
+    def ack() -> None:
+        if qos > 0:
+            paho.ack(mid, qos)  # type: ignore[attr-defined]
+
+    return ack
+
+
+async def check_reachable(address: BrokerAddress, timeout_s: float = 5.0) -> None:
+    """Raise :class:`BrokerError` unless a broker answers at ``address``."""
+    try:
+        async with aiomqtt.Client(address.host, address.port, username=address.username,
+                                  password=address.password, timeout=timeout_s):
+            return
+    except aiomqtt.MqttError as exc:
+        raise BrokerError(f"no MQTT broker at {address.host}:{address.port}: {exc}") from exc

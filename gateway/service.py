@@ -1,0 +1,201 @@
+"""The running gateway: every long-lived part, started and stopped in order.
+
+:class:`Gateway` is an async context manager. Entering it opens the stores, loads
+the registry and open alerts, starts the persist and alert tasks and connects to
+the broker (the embedded one when no broker URL is configured); leaving it stops
+ingestion first, then flushes and acknowledges what was accepted, then closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from contextlib import AsyncExitStack
+from types import TracebackType
+from typing import Self
+
+from alerts.bus import AlertBus
+from alerts.engine import AlertEngine
+from alerts.model import Signal
+from alerts.store import SCHEMA as ALERT_SCHEMA
+from alerts.store import AlertStore
+from detectors.bank import DetectorBank
+from gateway import audit, auth, deadletter, registry
+from gateway.auth import TokenStore
+from gateway.broker import EmbeddedBroker
+from gateway.config import Settings
+from gateway.deadletter import DeadLetterStore
+from gateway.decode import Decode
+from gateway.detect import Detect
+from gateway.metrics import Counters
+from gateway.model import now_ms
+from gateway.mqtt import BrokerAddress, MqttSource
+from gateway.persist import Persist, PersistOptions
+from gateway.pipeline import build_pipeline
+from gateway.profiles import Profile, load_profiles
+from gateway.registry import Registry
+from gateway.sqlite import SqliteDatabase
+from gateway.stores import TimeSeriesStore, open_store
+from gateway.validate import Limits, Validate
+
+log = logging.getLogger(__name__)
+
+TOPICS = ["ewg/v1/+/telemetry", "ewg/v1/+/event", "ewg/v1/+/status"]
+MAIN_SCHEMA = registry.SCHEMA + audit.SCHEMA + deadletter.SCHEMA + auth.SCHEMA + ALERT_SCHEMA
+
+
+def open_main_db(settings: Settings) -> SqliteDatabase:
+    """The gateway's own database (registry, alerts, dead letters, audit, tokens)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return SqliteDatabase(settings.data_dir / "ewg.db", MAIN_SCHEMA)
+
+
+async def ensure_admin_token(settings: Settings, tokens: TokenStore) -> str | None:
+    """Make sure an admin token exists; return it when it was just created or configured."""
+    token_file = settings.data_dir / "admin.token"
+    if settings.api_token is not None:
+        return await tokens.create("admin", "admin", token=settings.api_token.get_secret_value())
+    if len(tokens) == 0 or not token_file.exists():
+        token = await tokens.create("admin", "admin")
+        token_file.write_text(token + "\n", encoding="utf-8")
+        os.chmod(token_file, 0o600)
+        log.warning("admin API token written to %s", token_file)
+        return token
+    return None
+
+
+class Gateway:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.counters = Counters()
+        self._stack = AsyncExitStack()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.admin_token: str | None = None
+
+    # Filled in on enter; typed here for readers and mypy.
+    profiles: dict[str, Profile]
+    db: SqliteDatabase
+    registry: Registry
+    tokens: TokenStore
+    store: TimeSeriesStore
+    dead_letters: DeadLetterStore
+    alerts: AlertEngine
+    bus: AlertBus
+    detectors: DetectorBank
+    persist: Persist
+    source: MqttSource
+    broker_url: str
+    audit: audit.AuditLog
+
+    async def __aenter__(self) -> Self:
+        s = self.settings
+        stack = self._stack
+        self.profiles = load_profiles(s.profiles_dir)
+        self.db = await stack.enter_async_context(open_main_db(s))
+        self.registry = Registry(self.db, self.profiles)
+        await self.registry.refresh()
+        self.audit = audit.AuditLog(self.db)
+        self.tokens = TokenStore(self.db)
+        await self.tokens.load()
+        self.admin_token = await ensure_admin_token(s, self.tokens)
+        self.store = await open_store(s.store, s.data_dir)
+        stack.push_async_callback(self.store.close)
+        self.dead_letters = DeadLetterStore(self.db)
+        self.bus = AlertBus()
+        self.alerts = AlertEngine(AlertStore(self.db), self.bus, self.registry.site_of)
+        await self.alerts.start()
+        self.detectors = DetectorBank(self.registry.profile_of)
+        start = now_ms()
+        for device in self.registry.devices():
+            self.detectors.expect(device.id, start)
+
+        if s.broker_url is None:
+            broker = await stack.enter_async_context(
+                EmbeddedBroker("127.0.0.1", s.embedded_broker_port))
+            self.broker_url = broker.url
+        else:
+            self.broker_url = s.broker_url
+
+        self.persist = Persist(self.store, self.dead_letters, self.counters,
+                               PersistOptions(flush_interval_s=s.flush_interval_s))
+        await self.persist.start()
+        stack.push_async_callback(self.persist.stop)
+        self._signals: asyncio.Queue[list[Signal]] = asyncio.Queue()
+        signals = self._signals
+        handler = build_pipeline([
+            Decode(self.registry.lookup, s.max_payload_bytes),
+            Validate(Limits(s.max_future_s * 1000, s.max_age_s * 1000, s.timezone)),
+            self.persist,
+            Detect(self.detectors, signals, self.counters),
+        ])
+        self.source = MqttSource(BrokerAddress.parse(self.broker_url),
+                                 client_id=s.mqtt_client_id, topics=TOPICS, qos=s.mqtt_qos)
+        # Stopped in reverse order: ingestion first, then alerting, then persist flushes.
+        self._spawn(self._alerting(signals), "ewg-alerts")
+        self._spawn(self._sweep_offline(signals), "ewg-offline")
+        self._spawn(self.source.run(handler), "ewg-ingest")
+        return self
+
+    def _spawn(self, coro: object, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)  # type: ignore[arg-type]
+        self._tasks.append(task)
+
+    async def _alerting(self, signals: asyncio.Queue[list[Signal]]) -> None:
+        while True:
+            batch = await signals.get()
+            try:
+                await self.alerts.handle(batch)
+            except Exception:  # one bad signal must not stop alerting
+                log.exception("alert engine failed on %d signals", len(batch))
+
+    async def _sweep_offline(self, signals: asyncio.Queue[list[Signal]]) -> None:
+        while True:
+            await asyncio.sleep(self.settings.offline_sweep_s)
+            found = self.detectors.sweep(now_ms())
+            if found:
+                signals.put_nowait(found)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # Ingestion and the sweeper stop first; signals already detected still become
+        # alerts before the alert task stops; then persist flushes and acks.
+        alerting, *others = self._tasks
+        for task in reversed(others):
+            await _cancel(task)
+        while not self._signals.empty():
+            with contextlib.suppress(Exception):
+                await self.alerts.handle(self._signals.get_nowait())
+        await _cancel(alerting)
+        self._tasks.clear()
+        await self._stack.aclose()
+
+    def health(self) -> dict[str, object]:
+        degraded = []
+        if not self.source.connected:
+            degraded.append("broker: not connected" + (
+                f" ({self.source.last_error})" if self.source.last_error else ""))
+        if not self.persist.store_ok:
+            degraded.append(f"store: {self.counters.last_store_error}")
+        return {
+            "status": "degraded" if degraded else "ok",
+            "degraded": degraded,
+            "broker": {"url": self.broker_url, "connected": self.source.connected,
+                       "connects": self.source.connects},
+            "store": {"kind": self.settings.store, "ok": self.persist.store_ok,
+                      "pending": self.persist.pending},
+            "devices": len(self.registry.devices()),
+            "sites": len(self.registry.sites()),
+            "counters": self.counters.as_dict(),
+        }
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task

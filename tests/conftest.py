@@ -1,0 +1,105 @@
+"""Shared fixtures: a real Mosquitto and a real running gateway with its HTTP API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from gateway.app import create_app
+from gateway.config import Settings, load_settings
+from gateway.registry_model import Device, Site
+from gateway.service import Gateway
+from tests.servers import Mosquitto, free_port
+
+TOKEN = "ewg_test_token_0123456789abcdef"
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    broker_dir = tmp_path / "mosquitto"
+    broker_dir.mkdir()
+    broker = Mosquitto(broker_dir).start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, mosquitto: Mosquitto) -> Settings:
+    return load_settings(
+        broker_url=mosquitto.url,
+        data_dir=tmp_path / "data",
+        http_port=free_port(),
+        api_token=TOKEN,
+        mqtt_client_id=f"ewg-test-{mosquitto.port}",
+        offline_sweep_s=0.5,
+    )
+
+
+@dataclass
+class LiveGateway:
+    gateway: Gateway
+    settings: Settings
+    client: httpx.AsyncClient
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.settings.http_host}:{self.settings.http_port}"
+
+
+@contextlib.asynccontextmanager
+async def run_gateway(settings: Settings) -> AsyncIterator[LiveGateway]:
+    """A gateway with its API served by uvicorn on a real port."""
+    async with Gateway(settings) as gateway:
+        server = uvicorn.Server(uvicorn.Config(create_app(settings, gateway),
+                                               host=settings.http_host, port=settings.http_port,
+                                               log_level="warning"))
+        task = asyncio.create_task(server.serve())
+        while not server.started:
+            await asyncio.sleep(0.02)
+        await wait_connected(gateway)
+        base = f"http://{settings.http_host}:{settings.http_port}"
+        async with httpx.AsyncClient(base_url=base, timeout=10,
+                                     headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+            try:
+                yield LiveGateway(gateway, settings, client)
+            finally:
+                server.should_exit = True
+                await task
+
+
+async def wait_connected(gateway: Gateway, timeout_s: float = 10.0) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not gateway.source.connected:
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)  # subscriptions are sent right after CONNACK
+
+
+async def eventually(check: object, timeout_s: float = 15.0, interval_s: float = 0.1) -> object:
+    """Await ``check()`` until it returns something truthy; fail with the last value."""
+    last: object = None
+    async with asyncio.timeout(timeout_s):
+        while True:
+            last = await check()  # type: ignore[operator]
+            if last:
+                return last
+            await asyncio.sleep(interval_s)
+
+
+@pytest.fixture
+async def live(settings: Settings) -> AsyncIterator[LiveGateway]:
+    async with run_gateway(settings) as running:
+        yield running
+
+
+async def register(gateway: Gateway, sites: list[Site], devices: list[Device]) -> None:
+    for site in sites:
+        await gateway.registry.add_site(site, "test")
+    for device in devices:
+        await gateway.registry.add_device(device, "test")
