@@ -1,0 +1,55 @@
+"""Typed reads from a restored state dict.
+
+``state()`` dicts come back from JSON after a gateway restart, so every value is
+``object`` to the type checker and may be anything at runtime. These helpers
+narrow one field at a time and raise :class:`ValueError` naming the field, so a
+corrupt state file fails loudly at restore instead of deep in the hot path.
+
+>>> get_int({"n": 3}, "n")
+3
+>>> get_int({"n": "3"}, "n")
+Traceback (most recent call last):
+...
+ValueError: state field 'n' must be an integer, got str
+"""
+
+from __future__ import annotations
+
+import math
+
+
+def get_int(state: dict[str, object], key: str) -> int:
+    """``state[key]`` as an int (bools are rejected: ``True`` is not a timestamp)."""
+    value = state.get(key)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"state field {key!r} must be an integer, got {type(value).__name__}")
+    return value
+
+
+def get_opt_int(state: dict[str, object], key: str) -> int | None:
+    """``state[key]`` as an int, or None when it is null or missing."""
+    if state.get(key) is None:
+        return None
+    return get_int(state, key)
+
+
+def get_bool(state: dict[str, object], key: str) -> bool:
+    value = state.get(key)
+    if not isinstance(value, bool):
+        raise ValueError(f"state field {key!r} must be a boolean, got {type(value).__name__}")
+    return value
+
+
+def get_float(state: dict[str, object], key: str) -> float:
+    """``state[key]`` as a finite float (JSON has no NaN, and a NaN would poison a detector)."""
+    value = state.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"state field {key!r} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def get_dict(state: dict[str, object], key: str) -> dict[str, object]:
+    value = state.get(key)
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise ValueError(f"state field {key!r} must be a mapping, got {type(value).__name__}")
+    return value
