@@ -40,8 +40,13 @@ class AuditEntry:
     detail: dict[str, Any]
 
 
-def record(conn: sqlite3.Connection, actor: str, action: str, target: str,
-           detail: dict[str, Any] | None = None) -> None:
+def record(
+    conn: sqlite3.Connection,
+    actor: str,
+    action: str,
+    target: str,
+    detail: dict[str, Any] | None = None,
+) -> None:
     """Append one entry; call inside the transaction that made the change."""
     conn.execute(
         "INSERT INTO audit_log (ts_ms, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
@@ -53,15 +58,17 @@ class AuditLog:
     def __init__(self, db: SqliteDatabase) -> None:
         self.db = db
 
-    async def record(self, actor: str, action: str, target: str,
-                     detail: dict[str, Any] | None = None) -> None:
+    async def record(
+        self, actor: str, action: str, target: str, detail: dict[str, Any] | None = None
+    ) -> None:
         await self.db.run(record, actor, action, target, detail)
 
     async def entries(self, limit: int = 200) -> list[AuditEntry]:
         rows = await self.db.run(
             lambda c: c.execute(
                 "SELECT id, ts_ms, actor, action, target, detail FROM audit_log"
-                " ORDER BY id DESC LIMIT ?", (limit,)
+                " ORDER BY id DESC LIMIT ?",
+                (limit,),
             ).fetchall()
         )
         return [AuditEntry(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]

@@ -44,8 +44,9 @@ def new_token() -> str:
 
 
 def _create(conn: sqlite3.Connection, name: str, digest: str, role: str, actor: str) -> None:
-    conn.execute("INSERT OR REPLACE INTO api_tokens VALUES (?, ?, ?, ?)",
-                 (name, digest, role, now_ms()))
+    conn.execute(
+        "INSERT OR REPLACE INTO api_tokens VALUES (?, ?, ?, ?)", (name, digest, role, now_ms())
+    )
     audit.record(conn, actor, "token.create", name, {"role": role})
 
 
@@ -56,14 +57,16 @@ class TokenStore:
 
     async def load(self) -> None:
         rows = await self.db.run(
-            lambda c: c.execute("SELECT name, token_hash, role FROM api_tokens").fetchall())
+            lambda c: c.execute("SELECT name, token_hash, role FROM api_tokens").fetchall()
+        )
         self._by_hash = {digest: Principal(name, role) for name, digest, role in rows}
 
     def __len__(self) -> int:
         return len(self._by_hash)
 
-    async def create(self, name: str, role: str = "admin", *, token: str | None = None,
-                     actor: str = "system") -> str:
+    async def create(
+        self, name: str, role: str = "admin", *, token: str | None = None, actor: str = "system"
+    ) -> str:
         """Create (or replace) a named token and return it; only its hash is kept."""
         token = token or new_token()
         await self.db.transaction(_create, name, hash_token(token), role, actor)

@@ -7,9 +7,9 @@ import logging
 import socket
 import tempfile
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -17,8 +17,9 @@ from gateway.config import Settings, load_settings
 from gateway.errors import EwgError
 from gateway.registry_model import Device, Site
 
-app = typer.Typer(help="EWG early-warning gateway", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="EWG early-warning gateway", no_args_is_help=True, pretty_exceptions_enable=False
+)
 site_app = typer.Typer(help="Register and list sites", no_args_is_help=True)
 device_app = typer.Typer(help="Register and list devices", no_args_is_help=True)
 token_app = typer.Typer(help="API access tokens", no_args_is_help=True)
@@ -62,23 +63,32 @@ def _settings(config: Path | None, **overrides: object) -> Settings:
 
 
 def _logging(verbose: bool = False) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     for noisy in ("amqtt", "transitions", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-async def _serve_http(settings: Settings, gateway: object,
-                      until: Callable[[], Awaitable[None]] | None = None) -> None:
+async def _serve_http(
+    settings: Settings, gateway: object, until: Callable[[], Coroutine[Any, Any, None]] | None = None
+) -> None:
     import uvicorn
 
     from gateway.app import create_app
     from gateway.service import Gateway
 
     assert isinstance(gateway, Gateway)
-    server = uvicorn.Server(uvicorn.Config(
-        create_app(settings, gateway), host=settings.http_host, port=settings.http_port,
-        log_level="warning", lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings, gateway),
+            host=settings.http_host,
+            port=settings.http_port,
+            log_level="warning",
+            lifespan="on",
+        )
+    )
     serving = asyncio.create_task(server.serve())
     if until is not None:
         waiting = asyncio.create_task(until())
@@ -89,17 +99,24 @@ async def _serve_http(settings: Settings, gateway: object,
 
 
 @app.command()
-def serve(broker: BrokerOpt = None, data_dir: DataDirOpt = None, http: HttpOpt = None,
-          config: ConfigOpt = None,
-          verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+def serve(
+    broker: BrokerOpt = None,
+    data_dir: DataDirOpt = None,
+    http: HttpOpt = None,
+    config: ConfigOpt = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
     """Run the gateway: MQTT ingestion, detectors, alerts, API and console."""
     from gateway.service import Gateway
 
     _logging(verbose)
     settings = _settings(config, broker_url=broker, data_dir=data_dir, **_split_http(http))
     if settings.broker_url is None:
-        typer.secho("no --broker given: running the embedded broker (fine for a demo only)",
-                    fg=typer.colors.YELLOW, err=True)
+        typer.secho(
+            "no --broker given: running the embedded broker (fine for a demo only)",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
 
     async def main() -> None:
         async with Gateway(settings) as gateway:
@@ -131,20 +148,30 @@ def _free_port(preferred: int) -> int:
 
 
 @app.command()
-def demo(broker: BrokerOpt = None, data_dir: DataDirOpt = None, http: HttpOpt = None,
-         scenario: Annotated[Path | None, typer.Option(help="scenario YAML")] = None,
-         duration: Annotated[float | None, typer.Option(help="stop after S seconds")] = None,
-         verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+def demo(
+    broker: BrokerOpt = None,
+    data_dir: DataDirOpt = None,
+    http: HttpOpt = None,
+    scenario: Annotated[Path | None, typer.Option(help="scenario YAML")] = None,
+    duration: Annotated[float | None, typer.Option(help="stop after S seconds")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
     """The demo: embedded broker, gateway, console and a simulated town, in one process."""
-    from gateway.service import Gateway
     from simulator.runner import Simulator
-    from simulator.scenario import load_scenario, registrations
     from simulator.town import small_town
+
+    from gateway.service import Gateway
+    from simulator.scenario import load_scenario, registrations
 
     _logging(verbose)
     directory = data_dir or Path(tempfile.mkdtemp(prefix="ewg-demo-"))
-    settings = _settings(None, broker_url=broker, data_dir=directory,
-                         embedded_broker_port=_free_port(1883), **_split_http(http))
+    settings = _settings(
+        None,
+        broker_url=broker,
+        data_dir=directory,
+        embedded_broker_port=_free_port(1883),
+        **_split_http(http),
+    )
     town = load_scenario(scenario) if scenario else small_town()
 
     async def main() -> None:
@@ -190,7 +217,9 @@ def simulate(
     broker: Annotated[str, typer.Option(help="mqtt://host:port")],
     scenario: Annotated[Path, typer.Option(help="scenario YAML")],
     truth: Annotated[Path | None, typer.Option(help="write ground truth JSONL here")] = None,
-    duration: Annotated[float | None, typer.Option(help="seconds (default: the scenario's)")] = None,
+    duration: Annotated[
+        float | None, typer.Option(help="seconds (default: the scenario's)")
+    ] = None,
     qos: Annotated[int, typer.Option(min=0, max=1)] = 1,
 ) -> None:
     """Run the simulator on its own against any broker."""
@@ -202,6 +231,7 @@ def simulate(
 
 
 # -- registry ----------------------------------------------------------------------------
+
 
 async def _with_registry(settings: Settings, fn: Callable[..., Awaitable[T]]) -> T:
     from gateway.profiles import load_profiles
@@ -300,8 +330,9 @@ def profiles_list(directory: Annotated[Path | None, typer.Option("--dir")] = Non
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from exc
     for p in profiles.values():
-        typer.echo(f"{p.name}\t{p.title_zh} / {p.title_en}\t{len(p.metrics)} metrics"
-                   f"\t{len(p.rules)} rules")
+        typer.echo(
+            f"{p.name}\t{p.title_zh} / {p.title_en}\t{len(p.metrics)} metrics\t{len(p.rules)} rules"
+        )
 
 
 def main() -> None:

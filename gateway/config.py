@@ -69,8 +69,6 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         raise ConfigError(f"config file {config_file} does not exist")
 
     class FileSettings(Settings):
-        model_config = SettingsConfigDict(
-            env_prefix="EWG_", extra="forbid", toml_file=config_file
-        )
+        model_config = SettingsConfigDict(env_prefix="EWG_", extra="forbid", toml_file=config_file)
 
     return FileSettings(**given)

@@ -35,8 +35,18 @@ def _insert(conn: sqlite3.Connection, letters: Sequence[DeadLetter]) -> None:
     conn.executemany(
         "INSERT INTO dead_letters (received_ms, topic, payload, payload_size, reason, detail,"
         " device_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [(d.received_ms, d.topic, d.payload[:KEEP_BYTES], len(d.payload), d.reason, d.detail,
-          d.device_id) for d in letters],
+        [
+            (
+                d.received_ms,
+                d.topic,
+                d.payload[:KEEP_BYTES],
+                len(d.payload),
+                d.reason,
+                d.detail,
+                d.device_id,
+            )
+            for d in letters
+        ],
     )
 
 
@@ -71,6 +81,8 @@ class DeadLetterStore:
 
     async def counts(self) -> dict[str, int]:
         rows = await self.db.run(
-            lambda c: c.execute("SELECT reason, COUNT(*) FROM dead_letters GROUP BY reason").fetchall()
+            lambda c: c.execute(
+                "SELECT reason, COUNT(*) FROM dead_letters GROUP BY reason"
+            ).fetchall()
         )
         return {reason: int(n) for reason, n in rows}

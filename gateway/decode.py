@@ -17,7 +17,9 @@ from gateway.profiles import Profile
 from gateway.reasons import Reason
 from gateway.registry_model import Device
 
-TOPIC = re.compile(r"^ewg/v1/(?P<device>[A-Za-z0-9][A-Za-z0-9_.:-]{0,63})/(?P<kind>telemetry|event|status)$")
+TOPIC = re.compile(
+    r"^ewg/v1/(?P<device>[A-Za-z0-9][A-Za-z0-9_.:-]{0,63})/(?P<kind>telemetry|event|status)$"
+)
 
 Lookup = Callable[[str], Awaitable[tuple[Device, Profile] | None]]
 
@@ -37,19 +39,25 @@ class Decode:
         message = d.message
         match = TOPIC.match(message.topic)
         if match is None:
-            d.reject(Reason.BAD_TOPIC,
-                     f"topic {message.topic!r} is not ewg/v1/<device_id>/(telemetry|event|status)")
+            d.reject(
+                Reason.BAD_TOPIC,
+                f"topic {message.topic!r} is not ewg/v1/<device_id>/(telemetry|event|status)",
+            )
             return
         d.kind = match["kind"]
         found = await self._lookup(match["device"])
         if found is None:
-            d.reject(Reason.UNKNOWN_DEVICE,
-                     f"device {match['device']!r} is not registered (ewg device add ...)")
+            d.reject(
+                Reason.UNKNOWN_DEVICE,
+                f"device {match['device']!r} is not registered (ewg device add ...)",
+            )
             return
         d.device, d.profile = found
         if len(message.payload) > self._max:
-            d.reject(Reason.OVERSIZE,
-                     f"payload of {len(message.payload)} bytes exceeds the {self._max}-byte limit")
+            d.reject(
+                Reason.OVERSIZE,
+                f"payload of {len(message.payload)} bytes exceeds the {self._max}-byte limit",
+            )
             return
         if d.kind == "status":
             return  # plain text, validated in the next stage

@@ -15,8 +15,9 @@ from gateway.pipeline import Delivery
 
 
 class Detect:
-    def __init__(self, bank: DetectorBank, signals: asyncio.Queue[list[Signal]],
-                 counters: Counters) -> None:
+    def __init__(
+        self, bank: DetectorBank, signals: asyncio.Queue[list[Signal]], counters: Counters
+    ) -> None:
         self.bank = bank
         self.signals = signals
         self.counters = counters
@@ -24,9 +25,9 @@ class Detect:
     async def __call__(self, d: Delivery) -> None:
         found: list[Signal] = []
         if d.readings:
-            found.extend(self.bank.on_readings(d.readings))
+            found.extend(self.bank.on_readings(d.readings, received_ms=d.message.received_ms))
         for event in d.events:
-            found.extend(self.bank.on_event(event))
+            found.extend(self.bank.on_event(event, received_ms=d.message.received_ms))
         if d.status is not None:
             found.extend(self.bank.on_status(d.status))
         if found:

@@ -104,8 +104,13 @@ class MqttSource:
             except aiomqtt.MqttError as exc:
                 self.connected = False
                 self.last_error = str(exc)
-                log.warning("MQTT connection to %s:%s lost (%s); retrying in %.1fs",
-                            self.address.host, self.address.port, exc, backoff)
+                log.warning(
+                    "MQTT connection to %s:%s lost (%s); retrying in %.1fs",
+                    self.address.host,
+                    self.address.port,
+                    exc,
+                    backoff,
+                )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.max_backoff_s)
 
@@ -117,16 +122,21 @@ class MqttSource:
             self.connected = True
             self.connects += 1
             self.last_error = None
-            log.info("connected to MQTT broker %s:%s as %s",
-                     self.address.host, self.address.port, self.client_id)
+            log.info(
+                "connected to MQTT broker %s:%s as %s",
+                self.address.host,
+                self.address.port,
+                self.client_id,
+            )
             for topic in self.topics:
                 await client.subscribe(topic, qos=self.qos)
             paho = client._client
             async for message in client.messages:
                 inbound = InboundMessage(
                     topic=str(message.topic),
-                    payload=bytes(message.payload) if isinstance(
-                        message.payload, bytes | bytearray) else str(message.payload).encode(),
+                    payload=bytes(message.payload)
+                    if isinstance(message.payload, bytes | bytearray)
+                    else str(message.payload).encode(),
                     qos=message.qos,
                     retain=message.retain,
                     received_ms=now_ms(),
@@ -145,8 +155,13 @@ def _acker(paho: object, mid: int, qos: int) -> Ack:
 async def check_reachable(address: BrokerAddress, timeout_s: float = 5.0) -> None:
     """Raise :class:`BrokerError` unless a broker answers at ``address``."""
     try:
-        async with aiomqtt.Client(address.host, address.port, username=address.username,
-                                  password=address.password, timeout=timeout_s):
+        async with aiomqtt.Client(
+            address.host,
+            address.port,
+            username=address.username,
+            password=address.password,
+            timeout=timeout_s,
+        ):
             return
     except aiomqtt.MqttError as exc:
         raise BrokerError(f"no MQTT broker at {address.host}:{address.port}: {exc}") from exc

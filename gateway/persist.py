@@ -38,8 +38,13 @@ class PersistOptions:
 
 
 class Persist:
-    def __init__(self, store: TimeSeriesStore, dead_letters: DeadLetterStore,
-                 counters: Counters, options: PersistOptions = PersistOptions()) -> None:
+    def __init__(
+        self,
+        store: TimeSeriesStore,
+        dead_letters: DeadLetterStore,
+        counters: Counters,
+        options: PersistOptions = PersistOptions(),
+    ) -> None:
         self.store = store
         self.dead_letters = dead_letters
         self.counters = counters
@@ -74,7 +79,10 @@ class Persist:
         counters.events_accepted += len(d.events)
         for r in d.rejections:
             counters.dead_letters[r.reason] += 1
-        if len(self._readings) >= self.options.max_batch or len(self._acks) >= self.options.max_unacked:
+        if (
+            len(self._readings) >= self.options.max_batch
+            or len(self._acks) >= self.options.max_unacked
+        ):
             self._wake.set()
         if self.pending >= self.options.max_pending:
             self._room.clear()

@@ -37,9 +37,7 @@ class Delivery:
     rejections: list[Rejection] = field(default_factory=list)
 
     def reject(self, reason: str, detail: str) -> None:
-        self.rejections.append(
-            Rejection(reason, detail, self.device.id if self.device else None)
-        )
+        self.rejections.append(Rejection(reason, detail, self.device.id if self.device else None))
 
     @property
     def rejected(self) -> bool:
@@ -50,8 +48,9 @@ class Delivery:
 Stage = Callable[[Delivery], Awaitable[None]]
 
 
-def build_pipeline(stages: Sequence[Stage]) -> Callable[[InboundMessage, Callable[[], None]],
-                                                         Awaitable[None]]:
+def build_pipeline(
+    stages: Sequence[Stage],
+) -> Callable[[InboundMessage, Callable[[], None]], Awaitable[None]]:
     """Compose the stages into the handler the MQTT source calls per message."""
     chain = tuple(stages)
 

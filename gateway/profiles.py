@@ -19,7 +19,9 @@ from alerts.model import AlertClass, Severity
 from gateway.errors import ProfileError
 
 #: Canonical metric names are snake_case and end in their unit.
-METRIC_NAME = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*_(c|ma|a|v|kw|kwh|pa|pct|lel|dbm|db|gm3|count|per_s|bool|pctlel|m|m3h)$")
+METRIC_NAME = re.compile(
+    r"^[a-z][a-z0-9]*(_[a-z0-9]+)*_(c|ma|a|v|kw|kwh|pa|pct|lel|dbm|db|gm3|count|per_s|bool|pctlel|m|m3h)$"
+)
 
 DEFAULT_PROFILE_DIR = Path(__file__).resolve().parent.parent / "device_profiles"
 
@@ -76,8 +78,10 @@ class ThresholdRule(_Strict):
     def _stages_in_order(self) -> Self:
         if self.prewarning is not None:
             above = self.direction == "above"
-            if (self.prewarning.value >= self.alarm.value) if above else (
-                self.prewarning.value <= self.alarm.value
+            if (
+                (self.prewarning.value >= self.alarm.value)
+                if above
+                else (self.prewarning.value <= self.alarm.value)
             ):
                 raise ValueError(
                     f"prewarning {self.prewarning.value} must come before alarm "

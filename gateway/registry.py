@@ -41,18 +41,25 @@ REFRESH_EVERY_S = 1.0
 
 
 def _load(conn: sqlite3.Connection) -> tuple[list[Site], list[Device]]:
-    sites = [Site(*row) for row in conn.execute(
-        "SELECT id, name, village, industry, address, enterprise FROM sites")]
-    devices = [Device(*row) for row in conn.execute(
-        "SELECT id, profile, site_id, name, parent_id FROM devices")]
+    sites = [
+        Site(*row)
+        for row in conn.execute(
+            "SELECT id, name, village, industry, address, enterprise FROM sites"
+        )
+    ]
+    devices = [
+        Device(*row)
+        for row in conn.execute("SELECT id, profile, site_id, name, parent_id FROM devices")
+    ]
     return sites, devices
 
 
 def _insert_site(conn: sqlite3.Connection, site: Site, actor: str) -> None:
     try:
-        conn.execute("INSERT INTO sites VALUES (?, ?, ?, ?, ?, ?)",
-                     (site.id, site.name, site.village, site.industry, site.address,
-                      site.enterprise))
+        conn.execute(
+            "INSERT INTO sites VALUES (?, ?, ?, ?, ?, ?)",
+            (site.id, site.name, site.village, site.industry, site.address, site.enterprise),
+        )
     except sqlite3.IntegrityError as exc:
         raise ConflictError(f"site {site.id!r} already exists") from exc
     audit.record(conn, actor, "site.add", site.id, asdict(site))
@@ -60,8 +67,10 @@ def _insert_site(conn: sqlite3.Connection, site: Site, actor: str) -> None:
 
 def _insert_device(conn: sqlite3.Connection, device: Device, actor: str) -> None:
     try:
-        conn.execute("INSERT INTO devices VALUES (?, ?, ?, ?, ?)",
-                     (device.id, device.profile, device.site_id, device.name, device.parent_id))
+        conn.execute(
+            "INSERT INTO devices VALUES (?, ?, ?, ?, ?)",
+            (device.id, device.profile, device.site_id, device.name, device.parent_id),
+        )
     except sqlite3.IntegrityError as exc:
         raise ConflictError(f"device {device.id!r} already exists") from exc
     audit.record(conn, actor, "device.add", device.id, asdict(device))
@@ -134,7 +143,8 @@ class Registry:
     async def add_device(self, device: Device, actor: str) -> Device:
         if device.profile not in self.profiles:
             raise NotFoundError(
-                f"profile {device.profile!r} not found; known: {', '.join(sorted(self.profiles))}")
+                f"profile {device.profile!r} not found; known: {', '.join(sorted(self.profiles))}"
+            )
         if device.site_id not in self._sites:
             await self.refresh()
             self.site(device.site_id)  # raises NotFoundError

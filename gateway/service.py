@@ -12,9 +12,10 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Coroutine
 from contextlib import AsyncExitStack
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from alerts.bus import AlertBus
 from alerts.engine import AlertEngine
@@ -113,33 +114,44 @@ class Gateway:
 
         if s.broker_url is None:
             broker = await stack.enter_async_context(
-                EmbeddedBroker("127.0.0.1", s.embedded_broker_port))
+                EmbeddedBroker("127.0.0.1", s.embedded_broker_port)
+            )
             self.broker_url = broker.url
         else:
             self.broker_url = s.broker_url
 
-        self.persist = Persist(self.store, self.dead_letters, self.counters,
-                               PersistOptions(flush_interval_s=s.flush_interval_s))
+        self.persist = Persist(
+            self.store,
+            self.dead_letters,
+            self.counters,
+            PersistOptions(flush_interval_s=s.flush_interval_s),
+        )
         await self.persist.start()
         stack.push_async_callback(self.persist.stop)
         self._signals: asyncio.Queue[list[Signal]] = asyncio.Queue()
         signals = self._signals
-        handler = build_pipeline([
-            Decode(self.registry.lookup, s.max_payload_bytes),
-            Validate(Limits(s.max_future_s * 1000, s.max_age_s * 1000, s.timezone)),
-            self.persist,
-            Detect(self.detectors, signals, self.counters),
-        ])
-        self.source = MqttSource(BrokerAddress.parse(self.broker_url),
-                                 client_id=s.mqtt_client_id, topics=TOPICS, qos=s.mqtt_qos)
+        handler = build_pipeline(
+            [
+                Decode(self.registry.lookup, s.max_payload_bytes),
+                Validate(Limits(s.max_future_s * 1000, s.max_age_s * 1000, s.timezone)),
+                self.persist,
+                Detect(self.detectors, signals, self.counters),
+            ]
+        )
+        self.source = MqttSource(
+            BrokerAddress.parse(self.broker_url),
+            client_id=s.mqtt_client_id,
+            topics=TOPICS,
+            qos=s.mqtt_qos,
+        )
         # Stopped in reverse order: ingestion first, then alerting, then persist flushes.
         self._spawn(self._alerting(signals), "ewg-alerts")
         self._spawn(self._sweep_offline(signals), "ewg-offline")
         self._spawn(self.source.run(handler), "ewg-ingest")
         return self
 
-    def _spawn(self, coro: object, name: str) -> None:
-        task = asyncio.create_task(coro, name=name)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
         self._tasks.append(task)
 
     async def _alerting(self, signals: asyncio.Queue[list[Signal]]) -> None:
@@ -178,17 +190,25 @@ class Gateway:
     def health(self) -> dict[str, object]:
         degraded = []
         if not self.source.connected:
-            degraded.append("broker: not connected" + (
-                f" ({self.source.last_error})" if self.source.last_error else ""))
+            degraded.append(
+                "broker: not connected"
+                + (f" ({self.source.last_error})" if self.source.last_error else "")
+            )
         if not self.persist.store_ok:
             degraded.append(f"store: {self.counters.last_store_error}")
         return {
             "status": "degraded" if degraded else "ok",
             "degraded": degraded,
-            "broker": {"url": self.broker_url, "connected": self.source.connected,
-                       "connects": self.source.connects},
-            "store": {"kind": self.settings.store, "ok": self.persist.store_ok,
-                      "pending": self.persist.pending},
+            "broker": {
+                "url": self.broker_url,
+                "connected": self.source.connected,
+                "connects": self.source.connects,
+            },
+            "store": {
+                "kind": self.settings.store,
+                "ok": self.persist.store_ok,
+                "pending": self.persist.pending,
+            },
             "devices": len(self.registry.devices()),
             "sites": len(self.registry.sites()),
             "counters": self.counters.as_dict(),

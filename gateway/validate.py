@@ -85,7 +85,10 @@ def _number(profile: Profile, name: str, raw: object) -> tuple[str, float] | tup
     spec = profile.metrics.get(metric)
     if spec is None:
         known = ", ".join(sorted(set(profile.metrics) | set(profile.fields)))
-        return Reason.UNKNOWN_METRIC, f"{name!r} is not a metric of profile {profile.name} ({known})"
+        return (
+            Reason.UNKNOWN_METRIC,
+            f"{name!r} is not a metric of profile {profile.name} ({known})",
+        )
     if isinstance(raw, bool):
         value = 1.0 if raw else 0.0
     elif isinstance(raw, int | float):
@@ -152,8 +155,10 @@ class Validate:
         event = d.raw_event
         if event.type not in d.profile.events:
             known = ", ".join(sorted(d.profile.events)) or "none"
-            d.reject(Reason.UNKNOWN_EVENT,
-                     f"event type {event.type!r} is not defined for {d.profile.name} ({known})")
+            d.reject(
+                Reason.UNKNOWN_EVENT,
+                f"event type {event.type!r} is not defined for {d.profile.name} ({known})",
+            )
             return
         try:
             ts, assumed = parse_ts(event.ts, d.message.received_ms, self.limits, self._tz)

@@ -57,16 +57,22 @@ class LiveGateway:
 async def run_gateway(settings: Settings) -> AsyncIterator[LiveGateway]:
     """A gateway with its API served by uvicorn on a real port."""
     async with Gateway(settings) as gateway:
-        server = uvicorn.Server(uvicorn.Config(create_app(settings, gateway),
-                                               host=settings.http_host, port=settings.http_port,
-                                               log_level="warning"))
+        server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(settings, gateway),
+                host=settings.http_host,
+                port=settings.http_port,
+                log_level="warning",
+            )
+        )
         task = asyncio.create_task(server.serve())
         while not server.started:
             await asyncio.sleep(0.02)
         await wait_connected(gateway)
         base = f"http://{settings.http_host}:{settings.http_port}"
-        async with httpx.AsyncClient(base_url=base, timeout=10,
-                                     headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+        async with httpx.AsyncClient(
+            base_url=base, timeout=10, headers={"Authorization": f"Bearer {TOKEN}"}
+        ) as client:
             try:
                 yield LiveGateway(gateway, settings, client)
             finally:

@@ -55,8 +55,9 @@ class Mosquitto:
     def start(self) -> Mosquitto:
         if not Path(MOSQUITTO).exists():
             raise RuntimeError("mosquitto is not installed (the test command installs it)")
-        self.process = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.process = subprocess.Popen(
+            [MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         wait_for_port(self.port)
         return self
 

@@ -60,8 +60,9 @@ async def test_golden_readings(case: dict[str, Any]) -> None:
 async def test_golden_rejections(case: dict[str, Any]) -> None:
     profile = PROFILES[case["profile"]]
     for item in case["cases"]:
-        payload = b"x" * (MAX_PAYLOAD + 1) if item["payload"] == "OVERSIZE" else item[
-            "payload"].encode()
+        payload = (
+            b"x" * (MAX_PAYLOAD + 1) if item["payload"] == "OVERSIZE" else item["payload"].encode()
+        )
         d = await run_stages(profile, item["topic"], payload)
         assert [r.reason for r in d.rejections] == [item["reason"]], item
         assert d.readings == [] and d.events == [] and d.status is None
@@ -72,7 +73,11 @@ async def test_status_and_event_are_accepted() -> None:
     profile = PROFILES["electrical_fire_monitor"]
     status = await run_stages(profile, "ewg/v1/efm-1/status", b"offline")
     assert status.status is not None and status.status.online is False
-    event = await run_stages(profile, "ewg/v1/efm-1/event",
-                             b'{"ts": 1796083200000, "type": "fault", "detail": {"code": 7}}')
+    event = await run_stages(
+        profile,
+        "ewg/v1/efm-1/event",
+        b'{"ts": 1796083200000, "type": "fault", "detail": {"code": 7}}',
+    )
     assert [(e.type, e.ts_ms, e.detail) for e in event.events] == [
-        ("fault", 1796083200000, {"code": 7})]
+        ("fault", 1796083200000, {"code": 7})
+    ]

@@ -23,8 +23,9 @@ OPEN_STATES = [AlertState.RAISED, AlertState.ACKNOWLEDGED, AlertState.CLEARED]
 async def list_alerts(
     gateway: GatewayDep,
     _: PrincipalDep,
-    state: Annotated[str | None, Query(description="open, or one of raised/acknowledged/"
-                                                   "cleared/closed")] = None,
+    state: Annotated[
+        str | None, Query(description="open, or one of raised/acknowledged/cleared/closed")
+    ] = None,
     site_id: str | None = None,
     device_id: str | None = None,
     severity: Severity | None = None,
@@ -41,15 +42,20 @@ async def list_alerts(
         except ValueError:
             raise HTTPException(422, f"unknown state {state!r}") from None
     alerts = await gateway.alerts.list(
-        states=states, site_ids=[site_id] if site_id else None, device_id=device_id,
-        severity=severity, alert_class=alert_class, limit=limit,
+        states=states,
+        site_ids=[site_id] if site_id else None,
+        device_id=device_id,
+        severity=severity,
+        alert_class=alert_class,
+        limit=limit,
     )
     return [AlertOut.of(a, gateway) for a in alerts]
 
 
 @router.get("/stream")
-async def stream(request: Request, gateway: GatewayDep,
-                 _: StreamPrincipalDep) -> EventSourceResponse:
+async def stream(
+    request: Request, gateway: GatewayDep, _: StreamPrincipalDep
+) -> EventSourceResponse:
     """Server-Sent Events: one ``alert`` event per change, for the live console."""
 
     async def events() -> AsyncIterator[dict[str, Any]]:
@@ -58,8 +64,10 @@ async def stream(request: Request, gateway: GatewayDep,
             async for change in changes:
                 if await request.is_disconnected():
                     break
-                body = {"kind": change.kind,
-                        "alert": AlertOut.of(change.alert, gateway).model_dump(mode="json")}
+                body = {
+                    "kind": change.kind,
+                    "alert": AlertOut.of(change.alert, gateway).model_dump(mode="json"),
+                }
                 yield {"event": "alert", "data": json.dumps(body, ensure_ascii=False)}
 
     return EventSourceResponse(events(), ping=15)
@@ -81,15 +89,21 @@ async def history(alert_id: int, gateway: GatewayDep, _: PrincipalDep) -> list[T
         raise HTTPException(404, str(exc)) from exc
     tz = gateway.settings.timezone
     return [
-        TransitionOut(ts=iso(t.ts_ms, tz) or "", actor=t.actor, from_state=t.from_state,
-                      to_state=t.to_state, note=t.note)
+        TransitionOut(
+            ts=iso(t.ts_ms, tz) or "",
+            actor=t.actor,
+            from_state=t.from_state,
+            to_state=t.to_state,
+            note=t.note,
+        )
         for t in await gateway.alerts.history(alert_id)
     ]
 
 
 @router.post("/{alert_id}/ack")
-async def acknowledge(alert_id: int, body: AckIn, gateway: GatewayDep,
-                      who: PrincipalDep) -> AlertOut:
+async def acknowledge(
+    alert_id: int, body: AckIn, gateway: GatewayDep, who: PrincipalDep
+) -> AlertOut:
     try:
         alert = await gateway.alerts.acknowledge(alert_id, who.name, body.note)
     except NotFoundError as exc:

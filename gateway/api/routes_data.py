@@ -45,7 +45,8 @@ async def dead_letters(
     limit: Annotated[int, Query(ge=1, le=5000)] = 200,
 ) -> list[DeadLetterOut]:
     letters = await gateway.dead_letters.list(
-        reason=reason, device_ids=[device_id] if device_id else None, limit=limit)
+        reason=reason, device_ids=[device_id] if device_id else None, limit=limit
+    )
     return [DeadLetterOut.of(d, gateway.settings.timezone) for d in letters]
 
 

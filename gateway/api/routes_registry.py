@@ -28,10 +28,14 @@ async def add_site(body: SiteIn, gateway: GatewayDep, who: PrincipalDep) -> Site
 
 
 @router.get("/devices")
-async def list_devices(gateway: GatewayDep, _: PrincipalDep,
-                       site_id: str | None = None) -> list[DeviceOut]:
-    return [DeviceOut.of(d, gateway) for d in gateway.registry.devices()
-            if site_id is None or d.site_id == site_id]
+async def list_devices(
+    gateway: GatewayDep, _: PrincipalDep, site_id: str | None = None
+) -> list[DeviceOut]:
+    return [
+        DeviceOut.of(d, gateway)
+        for d in gateway.registry.devices()
+        if site_id is None or d.site_id == site_id
+    ]
 
 
 @router.get("/devices/{device_id}")

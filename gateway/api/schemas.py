@@ -19,8 +19,11 @@ ID = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
 def iso(ms: int | None, tz: str) -> str | None:
     if ms is None:
         return None
-    return datetime.fromtimestamp(ms / 1000, UTC).astimezone(ZoneInfo(tz)).isoformat(
-        timespec="milliseconds")
+    return (
+        datetime.fromtimestamp(ms / 1000, UTC)
+        .astimezone(ZoneInfo(tz))
+        .isoformat(timespec="milliseconds")
+    )
 
 
 class SiteIn(BaseModel):
@@ -38,8 +41,14 @@ class SiteIn(BaseModel):
 class SiteOut(SiteIn):
     @classmethod
     def of(cls, site: Site) -> SiteOut:
-        return cls(id=site.id, name=site.name, village=site.village, industry=site.industry,
-                   address=site.address, enterprise=site.enterprise)
+        return cls(
+            id=site.id,
+            name=site.name,
+            village=site.village,
+            industry=site.industry,
+            address=site.address,
+            enterprise=site.enterprise,
+        )
 
 
 class DeviceIn(BaseModel):
@@ -64,7 +73,10 @@ class DeviceOut(DeviceIn):
     def of(cls, device: Device, gateway: Gateway) -> DeviceOut:
         last = gateway.detectors.last_seen(device.id)
         return cls(
-            id=device.id, profile=device.profile, site_id=device.site_id, name=device.name,
+            id=device.id,
+            profile=device.profile,
+            site_id=device.site_id,
+            name=device.name,
             parent_id=device.parent_id,
             online=gateway.detectors.is_online(device.id),
             last_seen=iso(last, gateway.settings.timezone),
@@ -117,20 +129,41 @@ class AlertOut(BaseModel):
                 title_zh, title_en = rule.title_zh, rule.title_en
                 unit = profile.metrics[rule.metric].unit
             elif a.rule in profile.events:
-                title_zh, title_en = profile.events[a.rule].title_zh, profile.events[a.rule].title_en
+                title_zh, title_en = (
+                    profile.events[a.rule].title_zh,
+                    profile.events[a.rule].title_en,
+                )
         if a.rule == "offline":
             title_zh, title_en = "设备离线", "Device offline"
         return cls(
-            id=a.id, device_id=a.device_id, site_id=a.site_id,
-            site_name=site.name if site else "", village=site.village if site else "",
-            industry=site.industry if site else "", address=site.address if site else "",
-            rule=a.rule, title_zh=title_zh, title_en=title_en, severity=a.severity,
-            alert_class=a.alert_class, hazard=a.hazard, state=a.state,
-            acknowledged=a.acknowledged, acknowledged_by=a.acknowledged_by,
-            raised_at=iso(a.raised_at, tz) or "", raised_at_ms=a.raised_at,
-            updated_at=iso(a.updated_at, tz) or "", value=a.value, unit=unit, count=a.count,
-            message=a.message, cleared_at=iso(a.cleared_at, tz), closed_at=iso(a.closed_at, tz),
-            closed_by=a.closed_by, disposition=a.disposition, note=a.note,
+            id=a.id,
+            device_id=a.device_id,
+            site_id=a.site_id,
+            site_name=site.name if site else "",
+            village=site.village if site else "",
+            industry=site.industry if site else "",
+            address=site.address if site else "",
+            rule=a.rule,
+            title_zh=title_zh,
+            title_en=title_en,
+            severity=a.severity,
+            alert_class=a.alert_class,
+            hazard=a.hazard,
+            state=a.state,
+            acknowledged=a.acknowledged,
+            acknowledged_by=a.acknowledged_by,
+            raised_at=iso(a.raised_at, tz) or "",
+            raised_at_ms=a.raised_at,
+            updated_at=iso(a.updated_at, tz) or "",
+            value=a.value,
+            unit=unit,
+            count=a.count,
+            message=a.message,
+            cleared_at=iso(a.cleared_at, tz),
+            closed_at=iso(a.closed_at, tz),
+            closed_by=a.closed_by,
+            disposition=a.disposition,
+            note=a.note,
         )
 
 
@@ -159,8 +192,7 @@ class ReadingOut(BaseModel):
 
     @classmethod
     def of(cls, r: Reading, tz: str) -> ReadingOut:
-        return cls(ts=iso(r.ts_ms, tz) or "", ts_ms=r.ts_ms, value=r.value,
-                   ts_assumed=r.ts_assumed)
+        return cls(ts=iso(r.ts_ms, tz) or "", ts_ms=r.ts_ms, value=r.value, ts_assumed=r.ts_assumed)
 
 
 class DeadLetterOut(BaseModel):
@@ -179,6 +211,13 @@ class DeadLetterOut(BaseModel):
             text: str | None = d.payload.decode("utf-8")[:4096]
         except UnicodeDecodeError:
             text = None
-        return cls(id=d.id, received_at=iso(d.received_ms, tz) or "", topic=d.topic,
-                   reason=d.reason, detail=d.detail, device_id=d.device_id, payload_text=text,
-                   payload_base64=base64.b64encode(d.payload[:4096]).decode())
+        return cls(
+            id=d.id,
+            received_at=iso(d.received_ms, tz) or "",
+            topic=d.topic,
+            reason=d.reason,
+            detail=d.detail,
+            device_id=d.device_id,
+            payload_text=text,
+            payload_base64=base64.b64encode(d.payload[:4096]).decode(),
+        )

@@ -33,4 +33,6 @@ class AlinkDecoder:
         if not isinstance(body, dict) or not isinstance(body.get("identifier"), str):
             raise DecodeError('Alink events need "identifier" and "params"')
         params = body.get("params", {})
-        return RawEvent(body.get("time"), body["identifier"], params if isinstance(params, dict) else {})
+        return RawEvent(
+            body.get("time"), body["identifier"], params if isinstance(params, dict) else {}
+        )

@@ -30,7 +30,9 @@ class EwgDecoder:
         samples = []
         for item in items:
             if not isinstance(item, dict):
-                raise DecodeError('telemetry must be {"ts": ..., "values": {...}} or a list of them')
+                raise DecodeError(
+                    'telemetry must be {"ts": ..., "values": {...}} or a list of them'
+                )
             values = item.get("values")
             if not isinstance(values, dict):
                 raise DecodeError('"values" must be an object of metric: number')
@@ -44,7 +46,9 @@ class EwgDecoder:
 
     def event(self, body: Any) -> RawEvent:
         if not isinstance(body, dict) or not isinstance(body.get("type"), str):
-            raise DecodeError('an event must be {"ts": ..., "type": "<event type>", "detail": {...}}')
+            raise DecodeError(
+                'an event must be {"ts": ..., "type": "<event type>", "detail": {...}}'
+            )
         detail = body.get("detail", {})
         if not isinstance(detail, dict):
             raise DecodeError('"detail" must be an object')

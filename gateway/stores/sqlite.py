@@ -34,8 +34,9 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 
-def _write(conn: sqlite3.Connection, readings: Sequence[Reading],
-           events: Sequence[DeviceEvent]) -> int:
+def _write(
+    conn: sqlite3.Connection, readings: Sequence[Reading], events: Sequence[DeviceEvent]
+) -> int:
     before = conn.total_changes
     conn.executemany(
         "INSERT OR IGNORE INTO readings VALUES (?, ?, ?, ?, ?)",
@@ -44,8 +45,16 @@ def _write(conn: sqlite3.Connection, readings: Sequence[Reading],
     new_readings = conn.total_changes - before
     conn.executemany(
         "INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?)",
-        [(e.device_id, e.type, e.ts_ms, json.dumps(e.detail, ensure_ascii=False),
-          int(e.ts_assumed)) for e in events],
+        [
+            (
+                e.device_id,
+                e.type,
+                e.ts_ms,
+                json.dumps(e.detail, ensure_ascii=False),
+                int(e.ts_assumed),
+            )
+            for e in events
+        ],
     )
     return new_readings
 
