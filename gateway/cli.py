@@ -72,7 +72,9 @@ def _logging(verbose: bool = False) -> None:
 
 
 async def _serve_http(
-    settings: Settings, gateway: object, until: Callable[[], Coroutine[Any, Any, None]] | None = None
+    settings: Settings,
+    gateway: object,
+    until: Callable[[], Coroutine[Any, Any, None]] | None = None,
 ) -> None:
     import uvicorn
 
@@ -157,11 +159,10 @@ def demo(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """The demo: embedded broker, gateway, console and a simulated town, in one process."""
-    from simulator.runner import Simulator
-    from simulator.town import small_town
-
     from gateway.service import Gateway
+    from simulator.runner import Simulator
     from simulator.scenario import load_scenario, registrations
+    from simulator.town import small_town
 
     _logging(verbose)
     directory = data_dir or Path(tempfile.mkdtemp(prefix="ewg-demo-"))

@@ -32,7 +32,11 @@ def test_ingest_bench_stores_every_published_reading() -> None:
     assert "ingest, QoS 1" in table and "INCOMPLETE" not in table
     for row in section.rows:
         assert row.label in table
-    for label in ("raw: mosquitto_sub receive rate", "gateway: sustained rate",
-                  "gateway: readings stored rate", "gateway / raw"):
+    for label in (
+        "raw: mosquitto_sub receive rate",
+        "gateway: sustained rate",
+        "gateway: readings stored rate",
+        "gateway / raw",
+    ):
         assert any(row.label == label for row in section.rows)
     assert "7,000 / 7,000" in table
