@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
 import socket
 import tempfile
 import threading
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from gateway.config import Settings, load_settings
 from gateway.errors import EwgError
 from gateway.registry_model import Device, Site
+
+if TYPE_CHECKING:
+    from gateway.service import Gateway
 
 app = typer.Typer(
     help="EWG early-warning gateway", no_args_is_help=True, pretty_exceptions_enable=False
@@ -73,16 +78,21 @@ def _logging(verbose: bool = False) -> None:
 
 async def _serve_http(
     settings: Settings,
-    gateway: object,
+    gateway: Gateway,
     until: Callable[[], Coroutine[Any, Any, None]] | None = None,
 ) -> None:
+    """Serve the API until SIGINT/SIGTERM (or ``until`` returns), then let the caller's
+    ``async with Gateway`` shut everything down in order."""
     import uvicorn
 
     from gateway.app import create_app
-    from gateway.service import Gateway
 
-    assert isinstance(gateway, Gateway)
-    server = uvicorn.Server(
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield  # signals are ours: uvicorn would re-raise them after its own shutdown
+
+    server = Server(
         uvicorn.Config(
             create_app(settings, gateway),
             host=settings.http_host,
@@ -91,12 +101,21 @@ async def _serve_http(
             lifespan="on",
         )
     )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     serving = asyncio.create_task(server.serve())
+    others: list[asyncio.Task[Any]] = [asyncio.create_task(stop.wait())]
     if until is not None:
-        waiting = asyncio.create_task(until())
-        await asyncio.wait({serving, waiting}, return_when=asyncio.FIRST_COMPLETED)
-        server.should_exit = True
-        waiting.cancel()
+        others.append(asyncio.create_task(until()))
+    await asyncio.wait({serving, *others}, return_when=asyncio.FIRST_COMPLETED)
+    typer.echo("stopping ...")
+    server.should_exit = True
+    for task in others:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     await serving
 
 
@@ -159,6 +178,7 @@ def demo(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """The demo: embedded broker, gateway, console and a simulated town, in one process."""
+    from gateway.model import now_ms
     from gateway.service import Gateway
     from simulator.runner import Simulator
     from simulator.scenario import load_scenario, registrations
@@ -185,7 +205,7 @@ def demo(
             for device in devices:
                 if device.id not in known:
                     await gateway.registry.add_device(device, "demo")
-                    gateway.detectors.expect(device.id, gateway_now())
+                    gateway.detectors.expect(device.id, now_ms())
             _announce(settings, gateway.broker_url, gateway.admin_token)
             typer.echo(f"simulating {len(sites)} sites, {len(devices)} devices; Ctrl-C stops")
             stop = threading.Event()
@@ -205,12 +225,6 @@ def demo(
             await _serve_http(settings, gateway, until)
 
     _run(main())
-
-
-def gateway_now() -> int:
-    from gateway.model import now_ms
-
-    return now_ms()
 
 
 @app.command()

@@ -1,15 +1,16 @@
 """The device registry: sites (with village/community, industry, address) and devices.
 
 Held in memory for the hot path and persisted in SQLite. The CLI may add devices
-while a gateway runs on the same data directory; a lookup that misses re-reads the
-database (at most once a second), so a newly connected sensor is accepted at once.
+while a gateway runs on the same data directory; a lookup that misses asks SQLite
+whether another connection has committed since (``PRAGMA data_version``, cheap) and
+re-reads the tables only then, so a newly connected sensor is accepted at once and a
+flood of unknown ids costs no table scans.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-import time
 from collections.abc import Mapping
 from dataclasses import asdict
 
@@ -37,10 +38,12 @@ CREATE TABLE IF NOT EXISTS devices (
 );
 """
 
-REFRESH_EVERY_S = 1.0
+def _data_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA data_version").fetchone()[0])
 
 
-def _load(conn: sqlite3.Connection) -> tuple[list[Site], list[Device]]:
+def _load(conn: sqlite3.Connection) -> tuple[int, list[Site], list[Device]]:
+    version = _data_version(conn)
     sites = [
         Site(*row)
         for row in conn.execute(
@@ -51,7 +54,7 @@ def _load(conn: sqlite3.Connection) -> tuple[list[Site], list[Device]]:
         Device(*row)
         for row in conn.execute("SELECT id, profile, site_id, name, parent_id FROM devices")
     ]
-    return sites, devices
+    return version, sites, devices
 
 
 def _insert_site(conn: sqlite3.Connection, site: Site, actor: str) -> None:
@@ -82,14 +85,13 @@ class Registry:
         self.profiles = profiles
         self._sites: dict[str, Site] = {}
         self._devices: dict[str, Device] = {}
-        self._last_refresh = 0.0
+        self._data_version = -1
         self._refresh_lock = asyncio.Lock()
 
     async def refresh(self) -> None:
-        sites, devices = await self.db.run(_load)
+        self._data_version, sites, devices = await self.db.run(_load)
         self._sites = {s.id: s for s in sites}
         self._devices = {d.id: d for d in devices}
-        self._last_refresh = time.monotonic()
 
     # -- reads (in memory) -------------------------------------------------------------
     def sites(self) -> list[Site]:
@@ -121,14 +123,26 @@ class Registry:
         device = self._devices.get(device_id)
         return self.profiles.get(device.profile) if device else None
 
-    async def lookup(self, device_id: str) -> tuple[Device, Profile] | None:
-        """The device and its profile; on a miss, re-read the database (throttled)."""
+    async def find_device(self, device_id: str) -> Device | None:
+        """The device; on a miss, re-read the registry if another process (the CLI)
+        changed it since we last did."""
         device = self._devices.get(device_id)
-        if device is None and time.monotonic() - self._last_refresh >= REFRESH_EVERY_S:
+        if device is None:
             async with self._refresh_lock:
-                if time.monotonic() - self._last_refresh >= REFRESH_EVERY_S:
+                if await self.db.run(_data_version) != self._data_version:
                     await self.refresh()
             device = self._devices.get(device_id)
+        return device
+
+    async def get_device(self, device_id: str) -> Device:
+        device = await self.find_device(device_id)
+        if device is None:
+            raise NotFoundError(f"device {device_id!r} not found")
+        return device
+
+    async def lookup(self, device_id: str) -> tuple[Device, Profile] | None:
+        """The device and its profile, for the pipeline."""
+        device = await self.find_device(device_id)
         if device is None:
             return None
         profile = self.profiles.get(device.profile)

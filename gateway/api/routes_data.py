@@ -25,7 +25,7 @@ async def telemetry(
     limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
 ) -> list[ReadingOut]:
     try:
-        gateway.registry.device(device_id)
+        await gateway.registry.get_device(device_id)
     except NotFoundError as exc:
         raise HTTPException(404, str(exc)) from exc
     end = end_ms if end_ms is not None else now_ms() + 60_000

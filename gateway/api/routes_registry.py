@@ -41,7 +41,7 @@ async def list_devices(
 @router.get("/devices/{device_id}")
 async def get_device(device_id: str, gateway: GatewayDep, _: PrincipalDep) -> DeviceOut:
     try:
-        return DeviceOut.of(gateway.registry.device(device_id), gateway)
+        return DeviceOut.of(await gateway.registry.get_device(device_id), gateway)
     except NotFoundError as exc:
         raise HTTPException(404, str(exc)) from exc
 
