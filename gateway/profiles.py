@@ -12,11 +12,11 @@ import re
 from pathlib import Path
 from typing import Literal, Self
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from alerts.model import AlertClass, Severity
 from gateway.errors import ProfileError
+from gateway.yamlfile import describe, read_mapping
 
 #: Canonical metric names are snake_case and end in their unit.
 METRIC_NAME = re.compile(
@@ -141,20 +141,11 @@ class Profile(_Strict):
 
 def load_profile(path: Path) -> Profile:
     """Load and validate one profile file; errors name the file and the field."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ProfileError(f"{path}: cannot read profile: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ProfileError(f"{path}: a profile must be a mapping, got {type(data).__name__}")
+    data = read_mapping(path, "profile", ProfileError)
     try:
         profile = Profile.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(profile)'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise ProfileError(f"{path}: {problems}") from exc
+        raise ProfileError(f"{path}: {describe(exc, '(profile)')}") from exc
     if profile.name != path.stem:
         raise ProfileError(f"{path}: name: {profile.name!r} must match the file name {path.stem!r}")
     return profile

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from gateway.errors import ConfigError
 from gateway.profiles import Profile, load_profiles
 from gateway.registry_model import Device, Site
+from gateway.yamlfile import describe, read_mapping
 
 #: Ids end up in MQTT topics: no ``/``, ``+``, ``#`` or spaces, and short enough to read.
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
@@ -359,13 +360,6 @@ def registrations(scenario: Scenario) -> tuple[list[Site], list[Device]]:
     return sites, devices
 
 
-def _format_validation(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or '(scenario)'}: {err['msg']}"
-        for err in exc.errors()
-    )
-
-
 def parse_scenario(
     data: Mapping[str, Any],
     source: str = "<scenario>",
@@ -375,20 +369,14 @@ def parse_scenario(
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
-        raise ScenarioError(f"{source}: {_format_validation(exc)}") from exc
+        raise ScenarioError(f"{source}: {describe(exc, '(scenario)')}") from exc
     check_against_profiles(scenario, load_profiles() if profiles is None else profiles, source)
     return scenario
 
 
 def load_scenario(path: Path, profiles: Mapping[str, Profile] | None = None) -> Scenario:
     """Load and validate a scenario file; errors name the file, the field and the reason."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ScenarioError(f"{path}: cannot read scenario: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ScenarioError(f"{path}: a scenario must be a mapping, got {type(data).__name__}")
-    return parse_scenario(data, str(path), profiles)
+    return parse_scenario(read_mapping(path, "scenario", ScenarioError), str(path), profiles)
 
 
 def dump_scenario(scenario: Scenario) -> str:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import pytest
@@ -17,6 +18,8 @@ from gateway.config import Settings, load_settings
 from gateway.registry_model import Device, Site
 from gateway.service import Gateway
 from tests.servers import Mosquitto, free_port
+
+T = TypeVar("T")
 
 TOKEN = "ewg_test_token_0123456789abcdef"
 
@@ -87,14 +90,15 @@ async def wait_connected(gateway: Gateway, timeout_s: float = 10.0) -> None:
         await asyncio.sleep(0.2)  # subscriptions are sent right after CONNACK
 
 
-async def eventually(check: object, timeout_s: float = 15.0, interval_s: float = 0.1) -> object:
-    """Await ``check()`` until it returns something truthy; fail with the last value."""
-    last: object = None
+async def eventually(
+    check: Callable[[], Awaitable[T | None]], timeout_s: float = 15.0, interval_s: float = 0.1
+) -> T:
+    """Await ``check()`` until it returns something truthy, or fail after ``timeout_s``."""
     async with asyncio.timeout(timeout_s):
         while True:
-            last = await check()  # type: ignore[operator]
-            if last:
-                return last
+            found = await check()
+            if found:
+                return found
             await asyncio.sleep(interval_s)
 
 

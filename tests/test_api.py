@@ -28,8 +28,15 @@ ROUTES = api_routes()
 
 def test_every_api_route_is_listed() -> None:
     paths = {p for _, p in ROUTES}
-    assert {"/api/health", "/api/alerts", "/api/alerts/stream", "/api/devices", "/api/sites",
-            "/api/telemetry", "/api/dead-letters"} <= paths
+    assert {
+        "/api/health",
+        "/api/alerts",
+        "/api/alerts/stream",
+        "/api/devices",
+        "/api/sites",
+        "/api/telemetry",
+        "/api/dead-letters",
+    } <= paths
 
 
 async def test_every_api_route_refuses_a_missing_or_wrong_token(live: LiveGateway) -> None:
@@ -50,8 +57,13 @@ async def test_stream_refuses_a_wrong_query_token(live: LiveGateway) -> None:
 
 
 async def test_register_site_and_device_then_list_them(live: LiveGateway) -> None:
-    site = {"id": "shop-17", "name": "五金店", "village": "陂头村", "industry": "small_shop",
-            "address": "陂头街 17 号"}
+    site = {
+        "id": "shop-17",
+        "name": "五金店",
+        "village": "陂头村",
+        "industry": "small_shop",
+        "address": "陂头街 17 号",
+    }
     assert (await live.client.post("/api/sites", json=site)).status_code == 201
     again = await live.client.post("/api/sites", json=site)
     assert again.status_code == 409 and "already exists" in again.json()["detail"]
@@ -61,11 +73,13 @@ async def test_register_site_and_device_then_list_them(live: LiveGateway) -> Non
     assert created.status_code == 201
     assert created.json()["telemetry_topic"] == "ewg/v1/efm-17-1/telemetry"
 
-    bad_profile = await live.client.post("/api/devices", json={**device, "id": "x1",
-                                                                 "profile": "toaster"})
+    bad_profile = await live.client.post(
+        "/api/devices", json={**device, "id": "x1", "profile": "toaster"}
+    )
     assert bad_profile.status_code == 422 and "toaster" in bad_profile.json()["detail"]
-    bad_site = await live.client.post("/api/devices", json={**device, "id": "x2",
-                                                              "site_id": "nowhere"})
+    bad_site = await live.client.post(
+        "/api/devices", json={**device, "id": "x2", "site_id": "nowhere"}
+    )
     assert bad_site.status_code == 422 and "nowhere" in bad_site.json()["detail"]
     bad_id = await live.client.post("/api/devices", json={**device, "id": "../etc"})
     assert bad_id.status_code == 422
@@ -79,22 +93,40 @@ async def test_register_site_and_device_then_list_them(live: LiveGateway) -> Non
 
     entries = await live.gateway.audit.entries()
     assert [(e.actor, e.action, e.target) for e in entries][:2] == [
-        ("admin", "device.add", "efm-17-1"), ("admin", "site.add", "shop-17")]
+        ("admin", "device.add", "efm-17-1"),
+        ("admin", "site.add", "shop-17"),
+    ]
 
 
 async def test_acknowledge_and_close_through_the_api(live: LiveGateway) -> None:
-    await live.client.post("/api/sites", json={"id": "s1", "name": "出租屋", "village": "长城社区",
-                                               "industry": "rental_housing"})
-    await live.client.post("/api/devices", json={"id": "sm-1", "profile": "smoke_alarm_nbiot",
-                                                 "site_id": "s1"})
-    changes = await live.gateway.alerts.handle([Signal(
-        "sm-1", "smoke_alarm", True, 1_796_083_200_000, None, Severity.RED, AlertClass.HAZARD,
-        "fire", "烟雾火警")])
+    await live.client.post(
+        "/api/sites",
+        json={"id": "s1", "name": "出租屋", "village": "长城社区", "industry": "rental_housing"},
+    )
+    await live.client.post(
+        "/api/devices", json={"id": "sm-1", "profile": "smoke_alarm_nbiot", "site_id": "s1"}
+    )
+    changes = await live.gateway.alerts.handle(
+        [
+            Signal(
+                "sm-1",
+                "smoke_alarm",
+                True,
+                1_796_083_200_000,
+                None,
+                Severity.RED,
+                AlertClass.HAZARD,
+                "fire",
+                "烟雾火警",
+            )
+        ]
+    )
     alert_id = changes[0].alert.id
 
     listed = (await live.client.get("/api/alerts", params={"state": "open"})).json()
     assert [(a["id"], a["title_zh"], a["site_name"]) for a in listed] == [
-        (alert_id, "烟雾火警", "出租屋")]
+        (alert_id, "烟雾火警", "出租屋")
+    ]
     assert (await live.client.get("/api/alerts", params={"state": "bogus"})).status_code == 422
 
     ack = await live.client.post(f"/api/alerts/{alert_id}/ack", json={"note": "on my way"})
@@ -105,31 +137,40 @@ async def test_acknowledge_and_close_through_the_api(live: LiveGateway) -> None:
 
     bad = await live.client.post(f"/api/alerts/{alert_id}/close", json={"disposition": "oops"})
     assert bad.status_code == 422
-    closed = await live.client.post(f"/api/alerts/{alert_id}/close",
-                                    json={"disposition": "test", "note": "monthly test"})
+    closed = await live.client.post(
+        f"/api/alerts/{alert_id}/close", json={"disposition": "test", "note": "monthly test"}
+    )
     assert closed.status_code == 200
     assert (closed.json()["state"], closed.json()["disposition"]) == ("closed", "test")
-    assert (await live.client.post(f"/api/alerts/{alert_id}/close",
-                                   json={"disposition": "test"})).status_code == 409
+    assert (
+        await live.client.post(f"/api/alerts/{alert_id}/close", json={"disposition": "test"})
+    ).status_code == 409
     assert (await live.client.post("/api/alerts/999/ack", json={})).status_code == 404
 
     history = (await live.client.get(f"/api/alerts/{alert_id}/history")).json()
     assert [(h["from_state"], h["to_state"], h["actor"]) for h in history] == [
-        (None, "raised", "system"), ("raised", "acknowledged", "admin"),
-        ("acknowledged", "closed", "admin")]
+        (None, "raised", "system"),
+        ("raised", "acknowledged", "admin"),
+        ("acknowledged", "closed", "admin"),
+    ]
     assert (await live.client.get("/api/alerts", params={"state": "open"})).json() == []
 
 
 async def test_telemetry_query_checks_its_arguments(live: LiveGateway) -> None:
-    missing = await live.client.get("/api/telemetry", params={"device_id": "nope",
-                                                              "metric": "voltage_v"})
+    missing = await live.client.get(
+        "/api/telemetry", params={"device_id": "nope", "metric": "voltage_v"}
+    )
     assert missing.status_code == 404
-    await live.client.post("/api/sites", json={"id": "s1", "name": "n", "village": "v",
-                                               "industry": "i"})
-    await live.client.post("/api/devices", json={"id": "d1", "profile": "power_meter",
-                                                 "site_id": "s1"})
-    backwards = await live.client.get("/api/telemetry", params={
-        "device_id": "d1", "metric": "active_power_kw", "start_ms": 10, "end_ms": 5})
+    await live.client.post(
+        "/api/sites", json={"id": "s1", "name": "n", "village": "v", "industry": "i"}
+    )
+    await live.client.post(
+        "/api/devices", json={"id": "d1", "profile": "power_meter", "site_id": "s1"}
+    )
+    backwards = await live.client.get(
+        "/api/telemetry",
+        params={"device_id": "d1", "metric": "active_power_kw", "start_ms": 10, "end_ms": 5},
+    )
     assert backwards.status_code == 422
 
 

@@ -23,14 +23,31 @@ def test_demo_raises_the_scripted_alerts_on_the_embedded_broker(tmp_path: Path) 
     port = free_port()
     env = {**os.environ, "EWG_API_TOKEN": TOKEN}
     demo = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "demo", "--http", f"127.0.0.1:{port}",
-         "--data-dir", str(tmp_path / "demo"), "--duration", "120"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "demo",
+            "--http",
+            f"127.0.0.1:{port}",
+            "--data-dir",
+            str(tmp_path / "demo"),
+            "--duration",
+            "120",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     seen: set[str] = set()
     try:
         wait_for_port(port, 30)
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5,
-                          headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+        with httpx.Client(
+            base_url=f"http://127.0.0.1:{port}",
+            timeout=5,
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        ) as client:
             health = client.get("/api/health").json()
             assert health["broker"]["url"].startswith("mqtt://127.0.0.1:")
             deadline = time.monotonic() + 75  # "within a minute", plus start-up slack
@@ -39,8 +56,9 @@ def test_demo_raises_the_scripted_alerts_on_the_embedded_broker(tmp_path: Path) 
                 seen = {a["hazard"] for a in alerts if a["alert_class"] == "hazard"}
                 time.sleep(1)
             devices = client.get("/api/devices").json()
-            assert len(devices) >= 10 and all(d["online"] for d in devices
-                                               if d["profile"] != "smoke_alarm_nbiot")
+            assert len(devices) >= 10 and all(
+                d["online"] for d in devices if d["profile"] != "smoke_alarm_nbiot"
+            )
         assert SCRIPTED <= seen, f"demo raised only {sorted(seen)}"
     finally:
         demo.send_signal(signal.SIGINT)

@@ -43,7 +43,7 @@ from simulator.scenario import (
 from simulator.signals import DeviceSignals, load_factor
 from simulator.town import small_town
 from simulator.truth import TruthRecord, read_truth
-from tests.fixtures_broker import free_port, mosquitto_port, running_mosquitto  # noqa: F401
+from tests.servers import Mosquitto, free_port
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "simulator" / "scenarios"
 PROFILES = load_profiles()
@@ -449,7 +449,9 @@ class Subscriber:
 def recording(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recording]:
     """Run the incidents and malformed scenarios at once against one broker, record it all."""
     directory = tmp_path_factory.mktemp("broker")
-    with running_mosquitto(directory) as port:
+    broker = Mosquitto(directory).start()
+    port = broker.port
+    try:
         sub = Subscriber(port, "recorder")
         scenarios = {name: scenario(name) for name in ("incidents", "malformed")}
         truth_files = {name: directory / f"{name}.truth.jsonl" for name in scenarios}
@@ -480,6 +482,8 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recording]:
         sub.close()
         profile_of = {d.id: PROFILES[d.profile] for s in scenarios.values() for _, d in s.devices()}
         yield Recording(messages, reports, truth_files, scenarios, profile_of, port)
+    finally:
+        broker.stop()
 
 
 class _NotFinite(ValueError):
@@ -750,13 +754,13 @@ def test_truth_file_is_the_report(recording: Recording) -> None:
 
 
 async def test_runs_from_asyncio_and_stops_early(
-    mosquitto_port: int,  # noqa: F811 - the imported fixture
+    mosquitto: Mosquitto,
     tmp_path: Path,
 ) -> None:
     stop = threading.Event()
     sim = Simulator(
         scenario("incidents"),
-        f"mqtt://127.0.0.1:{mosquitto_port}",
+        mosquitto.url,
         truth_path=tmp_path / "t.jsonl",
         profiles=PROFILES,
     )
@@ -774,11 +778,11 @@ async def test_runs_from_asyncio_and_stops_early(
 
 
 def test_simulate_runs_a_file_for_a_duration(
-    mosquitto_port: int,  # noqa: F811 - the imported fixture
+    mosquitto: Mosquitto,
     tmp_path: Path,
 ) -> None:
     report = simulate(
-        f"mqtt://127.0.0.1:{mosquitto_port}",
+        mosquitto.url,
         SCENARIOS / "malformed.yaml",
         tmp_path / "truth.jsonl",
         duration_s=1.5,
