@@ -18,7 +18,7 @@ from gateway.config import Settings
 from gateway.stores.sqlite import SqliteStore
 from simulator.runner import Simulator
 from simulator.scenario import load_scenario, registrations
-from tests.conftest import TOKEN, run_gateway
+from tests.conftest import TOKEN, eventually, run_gateway
 from tests.servers import Mosquitto, free_port, wait_for_port
 from tests.test_end_to_end import SCENARIOS, register_scenario
 
@@ -141,3 +141,30 @@ def _wait_connected(client: httpx.Client) -> None:
             return
         time.sleep(0.05)
     raise TimeoutError("gateway did not connect to the broker")
+
+
+async def test_broker_restart_mid_stream_loses_nothing(
+    settings: Settings, mosquitto: Mosquitto
+) -> None:
+    """The broker goes away for a moment: the gateway reconnects by itself and resumes."""
+    scenario = load_scenario(STREAM)
+    sim = Simulator(scenario, mosquitto.url, qos=1)
+    async with run_gateway(settings) as live:
+        await register_scenario(live.gateway, scenario)
+        running = asyncio.create_task(asyncio.to_thread(sim.run))
+        await asyncio.sleep(scenario.duration_s / 3)
+        await asyncio.to_thread(mosquitto.stop)
+        await asyncio.sleep(1.0)
+        assert live.gateway.health()["status"] == "degraded"
+        await asyncio.to_thread(mosquitto.start)
+        report = await running
+        assert report.valid_readings > 0
+
+        async def all_stored() -> bool:
+            return await live.gateway.store.count() >= report.valid_readings
+
+        await eventually(all_stored, timeout_s=30)
+        await asyncio.sleep(0.5)  # nothing more trickles in afterwards
+        assert await live.gateway.store.count() == report.valid_readings
+        assert live.gateway.source.connects == 2
+        assert live.gateway.health()["status"] == "ok"
