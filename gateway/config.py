@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     max_age_s: int = 30 * 86_400
     flush_interval_s: float = 0.05
     offline_sweep_s: float = 5.0
+    # -- time-series store over the InfluxDB line protocol, and the store-and-forward spool --
+    # -- broker accounts, ACLs and TLS --
 
     @classmethod
     def settings_customise_sources(

@@ -101,7 +101,7 @@ class Gateway:
         self.tokens = TokenStore(self.db)
         await self.tokens.load()
         self.admin_token = await ensure_admin_token(s, self.tokens)
-        self.store = await open_store(s.store, s.data_dir)
+        self.store = await open_store(s)
         stack.push_async_callback(self.store.close)
         self.dead_letters = DeadLetterStore(self.db)
         self.bus = AlertBus()
