@@ -13,7 +13,13 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
 
-from gateway.api import routes_alerts, routes_data, routes_health, routes_registry
+from gateway.api import (
+    routes_alerts,
+    routes_data,
+    routes_health,
+    routes_metrics,
+    routes_registry,
+)
 from gateway.config import Settings
 from gateway.service import Gateway
 
@@ -34,7 +40,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
             yield
 
     app = FastAPI(title="EWG early-warning gateway", version="0.1.0", lifespan=lifespan)
-    for module in (routes_health, routes_alerts, routes_registry, routes_data):
+    for module in (routes_health, routes_alerts, routes_registry, routes_data, routes_metrics):
         app.include_router(module.router)
 
     @app.get("/", include_in_schema=False)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from time import perf_counter
 
 from gateway.decoders import RawEvent, RawSample
 from gateway.model import DeviceEvent, InboundMessage, Reading, Rejection, StatusChange
@@ -46,17 +47,30 @@ class Delivery:
 
 
 Stage = Callable[[Delivery], Awaitable[None]]
+Handler = Callable[[InboundMessage, Callable[[], None]], Awaitable[None]]
 
 
-def build_pipeline(
-    stages: Sequence[Stage],
-) -> Callable[[InboundMessage, Callable[[], None]], Awaitable[None]]:
-    """Compose the stages into the handler the MQTT source calls per message."""
+@dataclass(slots=True)
+class StageTimings:
+    """Seconds spent in each stage, summed over messages (exported as Prometheus counters)."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+    messages: int = 0
+
+
+def build_pipeline(stages: Sequence[tuple[str, Stage]], timings: StageTimings) -> Handler:
+    """Compose the named stages into the handler the MQTT source calls per message."""
     chain = tuple(stages)
+    seconds = timings.seconds
+    for name, _ in chain:
+        seconds.setdefault(name, 0.0)
 
     async def handle(message: InboundMessage, ack: Callable[[], None]) -> None:
         delivery = Delivery(message, ack)
-        for stage in chain:
+        timings.messages += 1
+        for name, stage in chain:
+            started = perf_counter()
             await stage(delivery)
+            seconds[name] += perf_counter() - started
 
     return handle

@@ -123,3 +123,10 @@ async def test_malformed_burst_is_dead_lettered_and_valid_traffic_stored(
     oversize = [x for x in letters if x["reason"] == "oversize"]
     assert all(x["topic"].endswith("/telemetry") for x in oversize)
     assert live.gateway.health()["status"] == "ok"
+
+    # The same counts reach Prometheus.
+    metrics = (await live.client.get("/metrics")).text
+    for reason, n in report.malformed.items():
+        assert f'ewg_dead_letters_total{{reason="{reason}"}} {float(n)}' in metrics
+    assert f"ewg_readings_stored_total {float(report.valid_readings)}" in metrics
+    assert "ewg_broker_connected 1.0" in metrics
