@@ -34,7 +34,7 @@ from gateway.metrics import Counters
 from gateway.model import now_ms
 from gateway.mqtt import BrokerAddress, MqttSource
 from gateway.persist import Persist, PersistOptions
-from gateway.pipeline import build_pipeline
+from gateway.pipeline import StageTimings, build_pipeline
 from gateway.profiles import Profile, load_profiles
 from gateway.registry import Registry
 from gateway.sqlite import SqliteDatabase
@@ -71,6 +71,7 @@ class Gateway:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.counters = Counters()
+        self.timings = StageTimings()
         self._stack = AsyncExitStack()
         self._tasks: list[asyncio.Task[None]] = []
         self.admin_token: str | None = None
@@ -132,11 +133,15 @@ class Gateway:
         signals = self._signals
         handler = build_pipeline(
             [
-                Decode(self.registry.lookup, s.max_payload_bytes),
-                Validate(Limits(s.max_future_s * 1000, s.max_age_s * 1000, s.timezone)),
-                self.persist,
-                Detect(self.detectors, signals, self.counters),
-            ]
+                ("decode", Decode(self.registry.lookup, s.max_payload_bytes)),
+                (
+                    "validate",
+                    Validate(Limits(s.max_future_s * 1000, s.max_age_s * 1000, s.timezone)),
+                ),
+                ("persist", self.persist),
+                ("detect", Detect(self.detectors, signals, self.counters)),
+            ],
+            self.timings,
         )
         self.source = MqttSource(
             BrokerAddress.parse(self.broker_url),
