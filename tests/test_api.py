@@ -17,9 +17,8 @@ def api_routes() -> list[tuple[str, str]]:
     schema = create_app(load_settings()).openapi()
     found = []
     for path, operations in schema["paths"].items():
-        for method in operations:
-            if path.startswith("/api"):
-                found.append((method.upper(), re.sub(r"\{[a-z_]+\}", "1", path)))
+        for method in operations:  # every documented route: the API and /metrics
+            found.append((method.upper(), re.sub(r"\{[a-z_]+\}", "1", path)))
     return found
 
 
