@@ -67,11 +67,27 @@ def _settings(config: Path | None, **overrides: object) -> Settings:
         raise typer.Exit(2) from exc
 
 
-def _logging(verbose: bool = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+def log_handler(log_format: str) -> logging.Handler:
+    """Text logs for people; ``json`` gives one JSON object per line for a log collector
+    (journald, Loki, ELK)."""
+    handler = logging.StreamHandler()
+    if log_format == "json":
+        from pythonjsonlogger.json import JsonFormatter
+
+        handler.setFormatter(
+            JsonFormatter(
+                "%(asctime)s %(levelname)s %(name)s %(message)s",
+                rename_fields={"asctime": "ts", "levelname": "level", "name": "logger"},
+            )
+        )
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    return handler
+
+
+def _logging(verbose: bool = False, log_format: str = "text") -> None:
+    level = logging.DEBUG if verbose else logging.INFO
+    logging.basicConfig(level=level, handlers=[log_handler(log_format)], force=True)
     for noisy in ("amqtt", "transitions", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -130,8 +146,8 @@ def serve(
     """Run the gateway: MQTT ingestion, detectors, alerts, API and console."""
     from gateway.service import Gateway
 
-    _logging(verbose)
     settings = _settings(config, broker_url=broker, data_dir=data_dir, **_split_http(http))
+    _logging(verbose, settings.log_format)
     if settings.broker_url is None:
         typer.secho(
             "no --broker given: running the embedded broker (fine for a demo only)",
@@ -184,7 +200,6 @@ def demo(
     from simulator.scenario import load_scenario, registrations
     from simulator.town import small_town
 
-    _logging(verbose)
     directory = data_dir or Path(tempfile.mkdtemp(prefix="ewg-demo-"))
     settings = _settings(
         None,
@@ -193,6 +208,7 @@ def demo(
         embedded_broker_port=_free_port(1883),
         **_split_http(http),
     )
+    _logging(verbose, settings.log_format)
     town = load_scenario(scenario) if scenario else small_town()
 
     async def main() -> None:

@@ -7,7 +7,7 @@ tests and the CLI each make their own.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import (
@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     max_age_s: int = 30 * 86_400
     flush_interval_s: float = 0.05
     offline_sweep_s: float = 5.0
+    #: ``text`` for people, ``json`` (one object per line) for a log collector.
+    log_format: Literal["text", "json"] = "text"
     # -- time-series store over the InfluxDB line protocol, and the store-and-forward spool --
     # -- broker accounts, ACLs and TLS --
 

@@ -44,3 +44,24 @@ def test_broker_urls() -> None:
     assert BrokerAddress.parse("mqtts://broker").port == 8883
     with pytest.raises(ConfigError, match="mqtt://"):
         BrokerAddress.parse("http://broker")
+
+
+def test_json_logs_are_one_object_per_line() -> None:
+    import io
+    import json
+    import logging
+
+    from gateway.cli import log_handler
+
+    handler = log_handler("json")
+    stream = io.StringIO()
+    handler.setStream(stream)  # type: ignore[attr-defined]
+    logger = logging.getLogger("ewg.test.json")
+    logger.addHandler(handler)
+    try:
+        logger.warning("store write failed (%s)", "timeout")
+    finally:
+        logger.removeHandler(handler)
+    record = json.loads(stream.getvalue())
+    assert record["level"] == "WARNING" and record["logger"] == "ewg.test.json"
+    assert record["message"] == "store write failed (timeout)" and record["ts"]
