@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
+from zoneinfo import ZoneInfo
 
 from alerts.model import AlertClass, Severity, Signal, Stage
 from detectors._state import get_dict, get_int
@@ -77,10 +78,11 @@ class DetectorBank:
     orange False 剩余电流超限 / Residual current over limit: 150 mA (< 280)
     """
 
-    __slots__ = ("_offline", "_profile_of", "_restored", "_staged")
+    __slots__ = ("_offline", "_profile_of", "_restored", "_staged", "_tz")
 
-    def __init__(self, profile_of: ProfileOf) -> None:
+    def __init__(self, profile_of: ProfileOf, timezone: str = "Asia/Shanghai") -> None:
         self._profile_of = profile_of
+        self._tz = ZoneInfo(timezone)  # for times in messages a duty officer reads
         self._offline = OfflineDetector()
         self._staged: dict[str, dict[str, _Entry]] = {}
         #: Restored detector states not yet needed (applied when the detector is built).
@@ -108,7 +110,7 @@ class DetectorBank:
             seen_ms = reading.ts_ms if received_ms is None else received_ms
             back = self._offline.seen(device_id, seen_ms, profile.offline_after_s * 1000)
             if back is not None:
-                signals.append(_offline_signal(back))
+                signals.append(_offline_signal(back, self._tz))
             for rule in profile.rules:
                 if rule.metric != reading.metric:
                     continue
@@ -131,7 +133,7 @@ class DetectorBank:
         seen_ms = event.ts_ms if received_ms is None else received_ms
         back = self._offline.seen(event.device_id, seen_ms, profile.offline_after_s * 1000)
         if back is not None:
-            signals.append(_offline_signal(back))
+            signals.append(_offline_signal(back, self._tz))
         spec = profile.events.get(event.type)
         if spec is None:
             return signals
@@ -177,11 +179,11 @@ class DetectorBank:
         change = self._offline.reported(
             status.device_id, status.online, status.ts_ms, profile.offline_after_s * 1000
         )
-        return [] if change is None else [_offline_signal(change)]
+        return [] if change is None else [_offline_signal(change, self._tz)]
 
     def sweep(self, now_ms: int) -> list[Signal]:
         """Offline alerts for devices silent longer than their profile allows."""
-        return [_offline_signal(change) for change in self._offline.sweep(now_ms)]
+        return [_offline_signal(change, self._tz) for change in self._offline.sweep(now_ms)]
 
     # -- registry -------------------------------------------------------------------------
 
@@ -327,8 +329,8 @@ def _threshold_signal(
     )
 
 
-def _offline_signal(change: OfflineChange) -> Signal:
-    last_seen = "never" if change.last_seen_ms is None else _iso(change.last_seen_ms)
+def _offline_signal(change: OfflineChange, tz: tzinfo) -> Signal:
+    last_seen = "never" if change.last_seen_ms is None else _local(change.last_seen_ms, tz)
     if change.offline:
         message = f"设备离线 / Device offline (last seen {last_seen})"
     else:
@@ -346,7 +348,7 @@ def _offline_signal(change: OfflineChange) -> Signal:
     )
 
 
-def _iso(ts_ms: int) -> str:
-    """UTC, ISO 8601: unambiguous whatever the site's or the viewer's time zone."""
-    moment = datetime.fromtimestamp(ts_ms / 1000, tz=UTC)
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+def _local(ts_ms: int, tz: tzinfo) -> str:
+    """ISO 8601 in the town's zone, with its offset: what the console shows beside it."""
+    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).astimezone(tz).isoformat(
+        timespec="seconds")

@@ -413,7 +413,7 @@ def test_bank_status_offline_is_immediate() -> None:
     bank.on_readings([leak(1_700_000_000_000, 120.0)])
     [signal] = bank.on_status(StatusChange("efm-1", online=False, ts_ms=1_700_000_001_000))
     assert signal.active and signal.rule == "offline"
-    assert signal.message == "设备离线 / Device offline (last seen 2023-11-14T22:13:20Z)"
+    assert signal.message == "设备离线 / Device offline (last seen 2023-11-15T06:13:20+08:00)"
     assert bank.on_status(StatusChange("efm-1", online=False, ts_ms=1_700_000_002_000)) == []
     [back] = bank.on_event(DeviceEvent("efm-1", "self_test", 1_700_000_003_000))
     assert (back.rule, back.active) == ("offline", False)
