@@ -23,6 +23,7 @@ import builtins
 import dataclasses
 import logging
 from collections.abc import Callable, Collection, Sequence
+from typing import Protocol
 
 from alerts.bus import AlertBus
 from alerts.index import OpenAlerts
@@ -41,6 +42,10 @@ from gateway.errors import ConflictError
 from gateway.model import now_ms
 
 log = logging.getLogger(__name__)
+
+class AlertListener(Protocol):
+    def on_change(self, change: AlertChange) -> None: ...
+
 
 SYSTEM_ACTOR = "system"
 """The actor recorded for transitions the engine makes on its own (raise, clear, re-fire)."""
@@ -70,6 +75,7 @@ class AlertEngine:
         self._lock = asyncio.Lock()
         self._open = OpenAlerts()
         self._started = False
+        self._listeners: builtins.list[AlertListener] = []
 
     async def start(self) -> None:
         """Index the open alerts on disk, so after a restart repeats update them, not duplicate.
@@ -308,7 +314,20 @@ class AlertEngine:
             self._open.remove(alert)
         change = AlertChange(kind, dataclasses.replace(alert))
         self._bus.publish(change)
+        for listener in self._listeners:
+            try:
+                listener.on_change(change)
+            except Exception:  # a broken listener must never break the alert lifecycle
+                log.exception("alert listener %r failed on %s", listener, change.kind)
         return change
+
+    def add_listener(self, listener: AlertListener) -> None:
+        """In-process consumers that must see every change (escalation, notifications).
+
+        Unlike bus subscribers they are never dropped; ``on_change`` must not block:
+        a listener only queues its own work.
+        """
+        self._listeners.append(listener)
 
 
 def _require_actor(actor: str) -> None:

@@ -402,3 +402,29 @@ async def test_start_indexes_the_newest_of_duplicate_open_alerts(
 
     await engine.close(old.alert.id, "li", Disposition.DEVICE_FAULT, "duplicate")
     assert [a.id for a in engine.open_alerts()] == [dup.id], "closing the stray keeps the index"
+
+
+async def test_listeners_see_every_change_and_a_broken_one_harms_nothing(
+    engine: AlertEngine,
+) -> None:
+    from alerts.model import AlertChange
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.kinds: list[str] = []
+
+        def on_change(self, change: AlertChange) -> None:
+            self.kinds.append(change.kind)
+
+    class Broken:
+        def on_change(self, change: AlertChange) -> None:
+            raise RuntimeError("listener bug")
+
+    recorder = Recorder()
+    engine.add_listener(Broken())
+    engine.add_listener(recorder)
+    [raised] = await engine.handle([sig(1_000)])
+    await engine.acknowledge(raised.alert.id, "duty")
+    await engine.close(raised.alert.id, "duty", Disposition.TEST)
+    assert recorder.kinds == ["raised", "acknowledged", "closed"]
+    assert (await engine.get(raised.alert.id)).state is AlertState.CLOSED
