@@ -40,8 +40,18 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
             yield
 
     app = FastAPI(title="EWG early-warning gateway", version="0.1.0", lifespan=lifespan)
-    for module in (routes_health, routes_alerts, routes_registry, routes_data, routes_metrics):
-        app.include_router(module.router)
+    routers = [
+        routes_health.router,
+        routes_alerts.router,
+        routes_registry.router,
+        routes_data.router,
+        routes_metrics.router,
+        # -- routers: silences, incidents --
+        # -- routers: escalation policies, notification channels, delivery log --
+        # -- routers: rectification items, statistics --
+    ]
+    for router in routers:
+        app.include_router(router)
 
     @app.get("/", include_in_schema=False)
     async def console() -> FileResponse:
