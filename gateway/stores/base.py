@@ -16,7 +16,8 @@ from gateway.model import DeviceEvent, Reading
 
 class TimeSeriesStore(Protocol):
     async def write(self, readings: Sequence[Reading], events: Sequence[DeviceEvent]) -> int:
-        """Store a batch; return how many readings were new (duplicates are ignored)."""
+        """Store a batch; duplicates are ignored. Return how many readings were new, or, for a
+        remote store that cannot tell (VictoriaMetrics), how many were written."""
         ...
 
     async def query(
