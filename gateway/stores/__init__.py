@@ -1,4 +1,4 @@
-"""Time-series stores by name, chosen by configuration (``store: sqlite``)."""
+"""Time-series stores by name, chosen by configuration (``store: sqlite`` or ``influx``)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,25 @@ async def _sqlite(settings: Settings) -> TimeSeriesStore:
     return await SqliteStore(settings.data_dir / "readings.db").open()
 
 
+async def _influx(settings: Settings) -> TimeSeriesStore:
+    from gateway.stores.influx import InfluxStore
+
+    token = settings.influx_token.get_secret_value() if settings.influx_token else None
+    return await InfluxStore(
+        settings.influx_url,
+        token=token,
+        org=settings.influx_org,
+        bucket=settings.influx_bucket,
+        query_url=settings.influx_query_url,
+        timeout_s=settings.influx_timeout_s,
+    ).open()
+
+
 #: Store factories by the name used in ``settings.store``; each gets the whole settings.
-STORES: dict[str, Callable[[Settings], Awaitable[TimeSeriesStore]]] = {"sqlite": _sqlite}
+STORES: dict[str, Callable[[Settings], Awaitable[TimeSeriesStore]]] = {
+    "sqlite": _sqlite,
+    "influx": _influx,
+}
 
 
 async def open_store(settings: Settings) -> TimeSeriesStore:
