@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 import logging
 import signal
 import socket
@@ -20,6 +21,7 @@ from gateway.errors import EwgError
 from gateway.registry_model import Device, Site
 
 if TYPE_CHECKING:
+    from gateway.broker_accounts import Credentials, DeviceAccounts
     from gateway.service import Gateway
 
 app = typer.Typer(
@@ -164,6 +166,9 @@ def serve(
 
 
 def _announce(settings: Settings, broker_url: str, token: str | None) -> None:
+    from gateway.mqtt import without_credentials
+
+    broker_url = without_credentials(broker_url)
     url = f"http://{settings.http_host}:{settings.http_port}/"
     typer.secho(f"EWG console: {url}" + (f"#token={token}" if token else ""), fg=typer.colors.GREEN)
     typer.echo(f"API docs:    {url}docs")
@@ -305,6 +310,33 @@ def site_list(data_dir: DataDirOpt = None, config: ConfigOpt = None) -> None:
         typer.echo(f"{s.id}\t{s.village}\t{s.industry}\t{s.name}\t{s.address}")
 
 
+async def _with_accounts(settings: Settings, fn: Callable[[DeviceAccounts], Awaitable[T]]) -> T:
+    """The registry plus the broker's accounts, as the gateway would use them."""
+    from gateway.broker_accounts import device_accounts
+
+    async def with_registry(registry: Any) -> T:
+        return await fn(device_accounts(settings, registry))
+
+    return await _with_registry(settings, with_registry)
+
+
+def _cli_actor() -> str:
+    """Who to write into the audit log: the operating-system user at the terminal."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _echo_credentials(credentials: Credentials) -> None:
+    typer.secho(
+        "MQTT connection details; the secret is shown only now (EWG keeps only a hash of it):",
+        fg=typer.colors.YELLOW,
+    )
+    for line in credentials.lines():
+        typer.echo(line)
+
+
 @device_app.command("add")
 def device_add(
     device_id: str,
@@ -315,11 +347,37 @@ def device_add(
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Register a device so the gateway accepts its messages."""
+    """Register a device so the gateway accepts its messages (and, with broker accounts on,
+    give it its own MQTT secret, printed once)."""
     settings = _settings(config, data_dir=data_dir)
     device = Device(device_id, profile, site, name, parent)
-    _run(_with_registry(settings, lambda r: r.add_device(device, "cli")))
+    enrolment = _run(_with_accounts(settings, lambda a: a.add(device, _cli_actor())))
     typer.echo(f"device {device_id} added; it publishes to ewg/v1/{device_id}/telemetry")
+    if enrolment.credentials is not None:
+        _echo_credentials(enrolment.credentials)
+
+
+@device_app.command("rotate-secret")
+def device_rotate_secret(
+    device_id: str, data_dir: DataDirOpt = None, config: ConfigOpt = None
+) -> None:
+    """Give a device a new MQTT secret (printed once); the old one stops working at once."""
+    settings = _settings(config, data_dir=data_dir)
+    credentials = _run(_with_accounts(settings, lambda a: a.rotate(device_id, _cli_actor())))
+    typer.echo(f"device {device_id} has a new secret; the old one no longer connects")
+    _echo_credentials(credentials)
+
+
+@device_app.command("revoke")
+def device_revoke(device_id: str, data_dir: DataDirOpt = None, config: ConfigOpt = None) -> None:
+    """Cut a device off for good: its broker account is deleted (a connected device is
+    disconnected) and the gateway ignores its messages. Run again to retry the broker."""
+    settings = _settings(config, data_dir=data_dir)
+    _run(_with_accounts(settings, lambda a: a.revoke(device_id, _cli_actor())))
+    if settings.broker_accounts == "none":
+        typer.echo(f"device {device_id} revoked; the gateway ignores its messages")
+    else:
+        typer.echo(f"device {device_id} revoked; the broker has cut it off")
 
 
 @device_app.command("list")

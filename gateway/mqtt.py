@@ -14,7 +14,8 @@ import logging
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import aiomqtt
 
@@ -54,7 +55,54 @@ class BrokerAddress:
             port = parts.port or (8883 if tls else 1883)
         except ValueError as exc:
             raise ConfigError(f"broker URL {url!r} has a bad port") from exc
-        return cls(parts.hostname, port, tls, parts.username, parts.password)
+        username = unquote(parts.username) if parts.username is not None else None
+        password = unquote(parts.password) if parts.password is not None else None
+        return cls(parts.hostname, port, tls, username, password)
+
+
+@dataclass(frozen=True, slots=True)
+class TlsOptions:
+    """How to trust the broker on ``mqtts://`` (and, rarely, how to prove who we are).
+
+    ``ca_file`` is the CA that signed the broker's certificate; without it the system's
+    store is used, which is right for a broker with a public certificate and wrong for
+    the usual self-signed town-hall CA. Host names are always checked and there is
+    deliberately no "insecure" switch: a gateway that trusts any certificate would hand
+    its broker password to whoever sits in the middle.
+    """
+
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    def context(self) -> ssl.SSLContext:
+        """Build the context (reads files: call it off the event loop)."""
+        try:
+            context = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
+            if self.cert_file is not None:
+                context.load_cert_chain(
+                    str(self.cert_file), str(self.key_file) if self.key_file else None
+                )
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"cannot load the MQTT TLS files: {exc}") from exc
+        return context
+
+
+async def tls_context(address: BrokerAddress, tls: TlsOptions | None) -> ssl.SSLContext | None:
+    """The SSL context for ``address`` (None for plain ``mqtt://``), built in a thread."""
+    if not address.tls:
+        return None
+    return await asyncio.to_thread((tls or TlsOptions()).context)
+
+
+def without_credentials(url: str) -> str:
+    """The broker URL safe to show or log: any ``user:password@`` removed.
+
+    >>> without_credentials("mqtts://gw:s3cret@broker.example:8883")
+    'mqtts://broker.example:8883'
+    """
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
 class MqttSource:
@@ -72,8 +120,11 @@ class MqttSource:
         topics: list[str],
         qos: int = 1,
         max_backoff_s: float = 30.0,
+        tls: TlsOptions | None = None,
     ) -> None:
         self.address = address
+        self.tls = tls
+        self._tls_context: ssl.SSLContext | None = None
         self.client_id = client_id
         self.topics = topics
         self.qos = qos
@@ -82,8 +133,7 @@ class MqttSource:
         self.connects = 0
         self.last_error: str | None = None
 
-    def _client(self) -> aiomqtt.Client:
-        tls_context = ssl.create_default_context() if self.address.tls else None
+    def _client(self, tls_context: ssl.SSLContext | None) -> aiomqtt.Client:
         return aiomqtt.Client(
             self.address.host,
             self.address.port,
@@ -101,7 +151,7 @@ class MqttSource:
             try:
                 await self._session(handler)
                 backoff = 0.5
-            except aiomqtt.MqttError as exc:
+            except (aiomqtt.MqttError, ConfigError) as exc:  # ConfigError: unreadable TLS files
                 self.connected = False
                 self.last_error = str(exc)
                 log.warning(
@@ -115,7 +165,9 @@ class MqttSource:
                 backoff = min(backoff * 2, self.max_backoff_s)
 
     async def _session(self, handler: Handler) -> None:
-        client = self._client()
+        if self.address.tls and self._tls_context is None:
+            self._tls_context = await tls_context(self.address, self.tls)
+        client = self._client(self._tls_context)
         # paho acknowledges QoS 1 on receipt unless told otherwise; we ack after storing.
         client._client.manual_ack_set(True)
         async with client:
@@ -152,8 +204,11 @@ def _acker(paho: object, mid: int, qos: int) -> Ack:
     return ack
 
 
-async def check_reachable(address: BrokerAddress, timeout_s: float = 5.0) -> None:
+async def check_reachable(
+    address: BrokerAddress, timeout_s: float = 5.0, tls: TlsOptions | None = None
+) -> None:
     """Raise :class:`BrokerError` unless a broker answers at ``address``."""
+    context = await tls_context(address, tls)
     try:
         async with aiomqtt.Client(
             address.host,
@@ -161,6 +216,7 @@ async def check_reachable(address: BrokerAddress, timeout_s: float = 5.0) -> Non
             username=address.username,
             password=address.password,
             timeout=timeout_s,
+            tls_context=context,
         ):
             return
     except aiomqtt.MqttError as exc:

@@ -4,20 +4,27 @@ Held in memory for the hot path and persisted in SQLite. The CLI may add devices
 while a gateway runs on the same data directory; a lookup that misses asks SQLite
 whether another connection has committed since (``PRAGMA data_version``, cheap) and
 re-reads the tables only then, so a newly connected sensor is accepted at once and a
-flood of unknown ids costs no table scans.
+flood of unknown ids costs no table scans. The same check runs at most once a second
+on the hot path too, so a device revoked from the CLI is refused within a second.
+
+Each device's access (its MQTT secret's argon2id hash, when it was issued, whether it
+is revoked) lives in ``device_access``: a table of its own so databases created before
+it existed need no migration, and so the hash never travels with :class:`Device`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 
 from gateway import audit
 from gateway.errors import ConflictError, NotFoundError
+from gateway.model import now_ms
 from gateway.profiles import Profile
-from gateway.registry_model import Device, Site
+from gateway.registry_model import Device, DeviceAccess, Site
 from gateway.sqlite import SqliteDatabase
 
 SCHEMA = """
@@ -36,13 +43,26 @@ CREATE TABLE IF NOT EXISTS devices (
     name TEXT NOT NULL DEFAULT '',
     parent_id TEXT REFERENCES devices (id)
 );
+CREATE TABLE IF NOT EXISTS device_access (
+    device_id TEXT PRIMARY KEY REFERENCES devices (id),
+    secret_hash TEXT,
+    secret_issued_ms INTEGER,
+    revoked_ms INTEGER,
+    revoked_by TEXT
+);
 """
+
+#: How often the hot path asks SQLite whether another process changed the registry.
+RECHECK_S = 1.0
+
 
 def _data_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA data_version").fetchone()[0])
 
 
-def _load(conn: sqlite3.Connection) -> tuple[int, list[Site], list[Device]]:
+def _load(
+    conn: sqlite3.Connection,
+) -> tuple[int, list[Site], list[Device], list[DeviceAccess]]:
     version = _data_version(conn)
     sites = [
         Site(*row)
@@ -54,7 +74,13 @@ def _load(conn: sqlite3.Connection) -> tuple[int, list[Site], list[Device]]:
         Device(*row)
         for row in conn.execute("SELECT id, profile, site_id, name, parent_id FROM devices")
     ]
-    return version, sites, devices
+    access = [
+        DeviceAccess(*row)
+        for row in conn.execute(
+            "SELECT device_id, secret_issued_ms, revoked_ms, revoked_by FROM device_access"
+        )
+    ]
+    return version, sites, devices, access
 
 
 def _insert_site(conn: sqlite3.Connection, site: Site, actor: str) -> None:
@@ -68,7 +94,9 @@ def _insert_site(conn: sqlite3.Connection, site: Site, actor: str) -> None:
     audit.record(conn, actor, "site.add", site.id, asdict(site))
 
 
-def _insert_device(conn: sqlite3.Connection, device: Device, actor: str) -> None:
+def _insert_device(
+    conn: sqlite3.Connection, device: Device, actor: str, secret_hash: str | None, ts_ms: int
+) -> None:
     try:
         conn.execute(
             "INSERT INTO devices VALUES (?, ?, ?, ?, ?)",
@@ -76,7 +104,59 @@ def _insert_device(conn: sqlite3.Connection, device: Device, actor: str) -> None
         )
     except sqlite3.IntegrityError as exc:
         raise ConflictError(f"device {device.id!r} already exists") from exc
-    audit.record(conn, actor, "device.add", device.id, asdict(device))
+    detail: dict[str, object] = asdict(device)
+    if secret_hash is not None:
+        conn.execute(
+            "INSERT INTO device_access (device_id, secret_hash, secret_issued_ms) VALUES (?, ?, ?)",
+            (device.id, secret_hash, ts_ms),
+        )
+        detail["mqtt_secret"] = "issued"
+    audit.record(conn, actor, "device.add", device.id, detail)
+
+
+def _set_secret(
+    conn: sqlite3.Connection, device_id: str, secret_hash: str, actor: str, ts_ms: int
+) -> None:
+    row = conn.execute(
+        "SELECT secret_issued_ms, revoked_ms FROM device_access WHERE device_id = ?", (device_id,)
+    ).fetchone()
+    if row is not None and row[1] is not None:
+        raise ConflictError(f"device {device_id!r} is revoked")
+    conn.execute(
+        "INSERT INTO device_access (device_id, secret_hash, secret_issued_ms) VALUES (?, ?, ?)"
+        " ON CONFLICT (device_id) DO UPDATE"
+        " SET secret_hash = excluded.secret_hash, secret_issued_ms = excluded.secret_issued_ms",
+        (device_id, secret_hash, ts_ms),
+    )
+    first = row is None or row[0] is None
+    audit.record(conn, actor, "device.secret.rotate", device_id, {"first_secret": first})
+
+
+def _revoke(conn: sqlite3.Connection, device_id: str, actor: str, ts_ms: int) -> DeviceAccess:
+    """Revoke (idempotent: the first revocation's time and actor are kept, each call audited)."""
+    conn.execute(
+        "INSERT INTO device_access (device_id, revoked_ms, revoked_by) VALUES (?, ?, ?)"
+        " ON CONFLICT (device_id) DO UPDATE SET"
+        " revoked_ms = coalesce(revoked_ms, excluded.revoked_ms),"
+        " revoked_by = coalesce(revoked_by, excluded.revoked_by),"
+        " secret_hash = NULL",
+        (device_id, ts_ms, actor),
+    )
+    row = conn.execute(
+        "SELECT device_id, secret_issued_ms, revoked_ms, revoked_by FROM device_access"
+        " WHERE device_id = ?",
+        (device_id,),
+    ).fetchone()
+    access = DeviceAccess(*row)
+    audit.record(conn, actor, "device.revoke", device_id, {"again": access.revoked_ms != ts_ms})
+    return access
+
+
+def _secret_hash(conn: sqlite3.Connection, device_id: str) -> str | None:
+    row = conn.execute(
+        "SELECT secret_hash FROM device_access WHERE device_id = ?", (device_id,)
+    ).fetchone()
+    return None if row is None else row[0]
 
 
 class Registry:
@@ -85,13 +165,34 @@ class Registry:
         self.profiles = profiles
         self._sites: dict[str, Site] = {}
         self._devices: dict[str, Device] = {}
+        self._access: dict[str, DeviceAccess] = {}
         self._data_version = -1
+        self._checked_at = 0.0
         self._refresh_lock = asyncio.Lock()
+        #: Called with a device id when a device is revoked here or, seen on a refresh,
+        #: by another process (the gateway forgets its detectors: no offline alarms).
+        self.on_revoke: list[Callable[[str], None]] = []
 
     async def refresh(self) -> None:
-        self._data_version, sites, devices = await self.db.run(_load)
+        self._data_version, sites, devices, access = await self.db.run(_load)
+        self._checked_at = time.monotonic()
+        was_revoked = {a.device_id for a in self._access.values() if a.revoked_ms is not None}
         self._sites = {s.id: s for s in sites}
         self._devices = {d.id: d for d in devices}
+        self._access = {a.device_id: a for a in access}
+        for a in access:
+            if a.revoked_ms is not None and a.device_id not in was_revoked:
+                self._revoked(a.device_id)
+
+    async def _refresh_if_changed(self) -> None:
+        async with self._refresh_lock:
+            self._checked_at = time.monotonic()
+            if await self.db.run(_data_version) != self._data_version:
+                await self.refresh()
+
+    def _revoked(self, device_id: str) -> None:
+        for callback in self.on_revoke:
+            callback(device_id)
 
     # -- reads (in memory) -------------------------------------------------------------
     def sites(self) -> list[Site]:
@@ -115,22 +216,30 @@ class Registry:
         except KeyError:
             raise NotFoundError(f"device {device_id!r} not found") from None
 
+    def access(self, device_id: str) -> DeviceAccess:
+        return self._access.get(device_id) or DeviceAccess(device_id)
+
+    def is_revoked(self, device_id: str) -> bool:
+        access = self._access.get(device_id)
+        return access is not None and access.revoked_ms is not None
+
     def site_of(self, device_id: str) -> str | None:
         device = self._devices.get(device_id)
         return device.site_id if device else None
 
     def profile_of(self, device_id: str) -> Profile | None:
+        """The device's profile; None for a revoked one, so no detector waits for it."""
         device = self._devices.get(device_id)
-        return self.profiles.get(device.profile) if device else None
+        if device is None or self.is_revoked(device_id):
+            return None
+        return self.profiles.get(device.profile)
 
     async def find_device(self, device_id: str) -> Device | None:
         """The device; on a miss, re-read the registry if another process (the CLI)
         changed it since we last did."""
         device = self._devices.get(device_id)
         if device is None:
-            async with self._refresh_lock:
-                if await self.db.run(_data_version) != self._data_version:
-                    await self.refresh()
+            await self._refresh_if_changed()
             device = self._devices.get(device_id)
         return device
 
@@ -141,9 +250,11 @@ class Registry:
         return device
 
     async def lookup(self, device_id: str) -> tuple[Device, Profile] | None:
-        """The device and its profile, for the pipeline."""
+        """The device and its profile, for the pipeline; None for unknown and revoked ones."""
+        if time.monotonic() - self._checked_at >= RECHECK_S:
+            await self._refresh_if_changed()
         device = await self.find_device(device_id)
-        if device is None:
+        if device is None or self.is_revoked(device_id):
             return None
         profile = self.profiles.get(device.profile)
         return (device, profile) if profile else None
@@ -154,16 +265,55 @@ class Registry:
         self._sites[site.id] = site
         return site
 
-    async def add_device(self, device: Device, actor: str) -> Device:
+    async def check_new_device(self, device: Device) -> None:
+        """Raise what :meth:`add_device` would, without writing (before the broker is asked)."""
+        if await self.find_device(device.id) is not None:
+            raise ConflictError(f"device {device.id!r} already exists")
+        self._check_references(device)
+        if device.site_id not in self._sites:
+            await self.refresh()
+            self.site(device.site_id)
+
+    def _check_references(self, device: Device) -> None:
         if device.profile not in self.profiles:
             raise NotFoundError(
                 f"profile {device.profile!r} not found; known: {', '.join(sorted(self.profiles))}"
             )
+        if device.parent_id is not None and device.parent_id not in self._devices:
+            raise NotFoundError(f"parent device {device.parent_id!r} not found")
+
+    async def add_device(
+        self, device: Device, actor: str, *, secret_hash: str | None = None
+    ) -> Device:
+        """Register (audited); ``secret_hash`` is the argon2id hash of its MQTT secret."""
+        self._check_references(device)
         if device.site_id not in self._sites:
             await self.refresh()
             self.site(device.site_id)  # raises NotFoundError
-        if device.parent_id is not None and device.parent_id not in self._devices:
-            raise NotFoundError(f"parent device {device.parent_id!r} not found")
-        await self.db.transaction(_insert_device, device, actor)
+        ts = now_ms()
+        await self.db.transaction(_insert_device, device, actor, secret_hash, ts)
         self._devices[device.id] = device
+        if secret_hash is not None:
+            self._access[device.id] = DeviceAccess(device.id, secret_issued_ms=ts)
         return device
+
+    async def set_secret(self, device_id: str, secret_hash: str, actor: str) -> DeviceAccess:
+        """Record a newly issued secret's hash (audited); the old one is forgotten."""
+        await self.get_device(device_id)
+        ts = now_ms()
+        await self.db.transaction(_set_secret, device_id, secret_hash, actor, ts)
+        self._access[device_id] = DeviceAccess(device_id, secret_issued_ms=ts)
+        return self._access[device_id]
+
+    async def revoke(self, device_id: str, actor: str) -> DeviceAccess:
+        """Refuse the device from now on (audited); its secret's hash is dropped."""
+        await self.get_device(device_id)
+        access = await self.db.transaction(_revoke, device_id, actor, now_ms())
+        newly = not self.is_revoked(device_id)
+        self._access[device_id] = access
+        if newly:
+            self._revoked(device_id)
+        return access
+
+    async def secret_hash(self, device_id: str) -> str | None:
+        return await self.db.run(_secret_hash, device_id)

@@ -25,3 +25,18 @@ class Device:
     name: str = ""
     #: A device behind another one (a fire panel's component behind its transmission device).
     parent_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceAccess:
+    """Whether a device may connect, as EWG records it (the secret's hash stays in SQLite).
+
+    A revoked device stays in the registry, so its history and alerts keep their
+    site, but its messages are refused and its id cannot be registered again.
+    """
+
+    device_id: str
+    #: When the current MQTT secret was issued; None if none was (broker accounts off).
+    secret_issued_ms: int | None = None
+    revoked_ms: int | None = None
+    revoked_by: str | None = None

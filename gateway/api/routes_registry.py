@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Response, status
 
 from gateway.api.deps import GatewayDep, PrincipalDep
-from gateway.api.schemas import DeviceIn, DeviceOut, SiteIn, SiteOut
-from gateway.errors import ConflictError, NotFoundError
+from gateway.api.schemas import (
+    CredentialsOut,
+    DeviceCreatedOut,
+    DeviceIn,
+    DeviceOut,
+    SiteIn,
+    SiteOut,
+)
+from gateway.errors import BrokerError, ConflictError, NotFoundError
 from gateway.model import now_ms
 
 router = APIRouter(prefix="/api", tags=["registry"])
@@ -46,16 +53,69 @@ async def get_device(device_id: str, gateway: GatewayDep, _: PrincipalDep) -> De
         raise HTTPException(404, str(exc)) from exc
 
 
+def _no_store(response: Response) -> None:
+    """A response carrying a secret must not sit in a browser's or a proxy's cache."""
+    response.headers["Cache-Control"] = "no-store"
+
+
+def _broker_unavailable(exc: BrokerError) -> HTTPException:
+    return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"broker: {exc}")
+
+
 @router.post("/devices", status_code=status.HTTP_201_CREATED)
-async def add_device(body: DeviceIn, gateway: GatewayDep, who: PrincipalDep) -> DeviceOut:
+async def add_device(
+    body: DeviceIn, gateway: GatewayDep, who: PrincipalDep, response: Response
+) -> DeviceCreatedOut:
+    """Register a device; with broker accounts on, its MQTT secret is in this answer only."""
     try:
-        device = await gateway.registry.add_device(body.to_device(), who.name)
+        enrolment = await gateway.accounts.add(body.to_device(), who.name)
     except NotFoundError as exc:
         raise HTTPException(422, str(exc)) from exc
     except ConflictError as exc:
         raise HTTPException(409, str(exc)) from exc
+    except BrokerError as exc:
+        raise _broker_unavailable(exc) from exc
+    device = enrolment.device
     gateway.detectors.expect(device.id, now_ms())
-    return DeviceOut.of(device, gateway)
+    _no_store(response)
+    out = DeviceOut.of(device, gateway)
+    creds = enrolment.credentials
+    return DeviceCreatedOut(
+        **out.model_dump(), credentials=CredentialsOut.of(creds) if creds else None
+    )
+
+
+@router.post("/devices/{device_id}/secret")
+async def rotate_device_secret(
+    device_id: str, gateway: GatewayDep, who: PrincipalDep, response: Response
+) -> CredentialsOut:
+    """Issue a new MQTT secret; the old one stops working and its session is cut."""
+    try:
+        creds = await gateway.accounts.rotate(device_id, who.name)
+    except NotFoundError as exc:
+        raise HTTPException(404, str(exc)) from exc
+    except ConflictError as exc:
+        raise HTTPException(409, str(exc)) from exc
+    except BrokerError as exc:
+        raise _broker_unavailable(exc) from exc
+    _no_store(response)
+    return CredentialsOut.of(creds)
+
+
+@router.post("/devices/{device_id}/revoke")
+async def revoke_device(device_id: str, gateway: GatewayDep, who: PrincipalDep) -> DeviceOut:
+    """Cut the device off for good: the broker disconnects it, the gateway ignores it.
+
+    Idempotent: if the broker could not be reached (503), the device is revoked in the
+    registry already; calling again retries the broker.
+    """
+    try:
+        await gateway.accounts.revoke(device_id, who.name)
+    except NotFoundError as exc:
+        raise HTTPException(404, str(exc)) from exc
+    except BrokerError as exc:
+        raise _broker_unavailable(exc) from exc
+    return DeviceOut.of(await gateway.registry.get_device(device_id), gateway)
 
 
 @router.get("/profiles")
