@@ -6,6 +6,15 @@ event loop never waits on disk. Where an alert and its history line change
 together they are written in one transaction (:meth:`AlertStore.save`,
 :meth:`AlertStore.insert`): an alert whose state moved without a matching
 history line would break the "who did what, when" audit the office reports on.
+The same goes for an alert and its incident (:meth:`AlertStore.write`): an
+incident is never stored without the alert that opened it.
+
+The schema also holds the incident and silence tables (each defined beside its
+concept, in :mod:`alerts.incidents` and :mod:`alerts.silence`) and the audit log
+that silences write to, so the alert engine's part of the database is one string.
+Columns added to ``alerts`` after the first release are added to an older file
+by :meth:`AlertStore.prepare` (``CREATE TABLE IF NOT EXISTS`` leaves an existing
+table as it was).
 """
 
 from __future__ import annotations
@@ -16,14 +25,18 @@ import sqlite3
 from collections.abc import Collection, Sequence
 from typing import Any
 
+from alerts import incidents as incident_sql
+from alerts.incidents import INCIDENT_SCHEMA, Incident
 from alerts.model import Alert, AlertClass, AlertState, Disposition, Severity, Transition
+from alerts.silence import SILENCE_SCHEMA
+from gateway import audit
 from gateway.errors import NotFoundError
 from gateway.sqlite import SqliteDatabase
 
 #: DDL for the alert tables. Idempotent (``IF NOT EXISTS``) because SqliteDatabase runs
 #: it on every open, and self-contained so it can be concatenated with other stores'
 #: schemas into the one database file.
-SCHEMA = """
+_ALERT_TABLES = """
 CREATE TABLE IF NOT EXISTS alerts (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
     device_id       TEXT    NOT NULL,
@@ -45,7 +58,13 @@ CREATE TABLE IF NOT EXISTS alerts (
     closed_at       INTEGER,
     closed_by       TEXT,
     disposition     TEXT,
-    note            TEXT    NOT NULL DEFAULT ''
+    note            TEXT    NOT NULL DEFAULT '',
+    incident_id     INTEGER REFERENCES incidents (id),
+    silenced_by     INTEGER,
+    suppressed_by   INTEGER,
+    flapping        INTEGER NOT NULL DEFAULT 0,
+    flap_active     INTEGER,
+    flap_changed_at INTEGER
 );
 CREATE INDEX IF NOT EXISTS alerts_state ON alerts (state);
 CREATE INDEX IF NOT EXISTS alerts_device_rule ON alerts (device_id, rule);
@@ -64,8 +83,21 @@ CREATE TABLE IF NOT EXISTS alert_history (
 CREATE INDEX IF NOT EXISTS alert_history_alert ON alert_history (alert_id);
 """
 
+SCHEMA = _ALERT_TABLES + INCIDENT_SCHEMA + SILENCE_SCHEMA + audit.SCHEMA
+
 #: The name the lead concatenates with other stores' schemas.
 ALERT_SCHEMA = SCHEMA
+
+#: Columns added to ``alerts`` since the first release, as ``ALTER TABLE`` declares
+#: them (in field order, so an upgraded table matches a new one column for column).
+_ADDED_COLUMNS = {
+    "incident_id": "INTEGER REFERENCES incidents (id)",
+    "silenced_by": "INTEGER",
+    "suppressed_by": "INTEGER",
+    "flapping": "INTEGER NOT NULL DEFAULT 0",
+    "flap_active": "INTEGER",
+    "flap_changed_at": "INTEGER",
+}
 
 DEFAULT_LIST_LIMIT = 500
 
@@ -98,6 +130,9 @@ def _row_to_alert(row: Sequence[Any]) -> Alert:
     values["alert_class"] = AlertClass(values["alert_class"])
     values["state"] = AlertState(values["state"])
     values["acknowledged"] = bool(values["acknowledged"])
+    values["flapping"] = bool(values["flapping"])
+    if values["flap_active"] is not None:
+        values["flap_active"] = bool(values["flap_active"])
     if values["disposition"] is not None:
         values["disposition"] = Disposition(values["disposition"])
     return Alert(**values)
@@ -154,6 +189,40 @@ def _save(conn: sqlite3.Connection, alert: Alert, t: Transition) -> None:
     conn.execute(_INSERT_TRANSITION, _transition_params(t))
 
 
+def _prepare(conn: sqlite3.Connection) -> None:
+    have = {row[1] for row in conn.execute("PRAGMA table_info(alerts)")}
+    for name, declaration in _ADDED_COLUMNS.items():
+        if name not in have:
+            conn.execute(f"ALTER TABLE alerts ADD COLUMN {name} {declaration}")
+    conn.execute("CREATE INDEX IF NOT EXISTS alerts_incident ON alerts (incident_id)")
+
+
+def _write(
+    conn: sqlite3.Connection,
+    alert: Alert,
+    transition: Transition | None,
+    incident: Incident | None,
+    actor: str,
+    note: str,
+) -> tuple[Alert, Incident | None]:
+    if incident is not None:
+        if incident.id == 0:
+            incident = dataclasses.replace(
+                incident, id=incident_sql.insert_incident(conn, incident)
+            )
+        else:
+            incident_sql.update_incident(conn, incident)
+        if alert.incident_id != incident.id:
+            alert = dataclasses.replace(alert, incident_id=incident.id)
+    if alert.id == 0:
+        return _insert(conn, alert, actor, note), incident
+    if transition is None:
+        _update(conn, alert)
+    else:
+        _save(conn, alert, transition)
+    return alert, incident
+
+
 def _get(conn: sqlite3.Connection, alert_id: int) -> Alert:
     row = conn.execute(f"{_SELECT_ALERT} WHERE id = ?", (alert_id,)).fetchone()
     if row is None:
@@ -188,6 +257,36 @@ class AlertStore:
 
     def __init__(self, db: SqliteDatabase) -> None:
         self._db = db
+
+    async def prepare(self) -> None:
+        """Bring an older database up to this schema (idempotent; the engine's start runs it)."""
+        await self._db.transaction(_prepare)
+
+    async def write(
+        self,
+        alert: Alert,
+        transition: Transition | None = None,
+        *,
+        incident: Incident | None = None,
+        actor: str = "system",
+        note: str = "",
+    ) -> tuple[Alert, Incident | None]:
+        """Store one engine decision atomically and return what was stored.
+
+        ``alert.id == 0`` inserts it (with its first history line by ``actor``, as
+        :meth:`insert`); otherwise it is updated, with ``transition`` appended if
+        given. ``incident`` (``id == 0`` for a new one) is inserted or updated in
+        the same transaction and the alert's ``incident_id`` set to it.
+        """
+        if incident is None:  # through the single-purpose methods, which subclasses may wrap
+            if alert.id == 0:
+                return await self.insert(alert, actor=actor, note=note), None
+            if transition is None:
+                await self.update(alert)
+            else:
+                await self.save(alert, transition)
+            return alert, None
+        return await self._db.transaction(_write, alert, transition, incident, actor, note)
 
     async def insert(self, alert: Alert, *, actor: str = "system", note: str = "") -> Alert:
         """Store a new alert and return it with its assigned id (``alert.id`` is ignored).
@@ -224,6 +323,7 @@ class AlertStore:
         alert_class: AlertClass | None = None,
         since_ms: int | None = None,
         limit: int = DEFAULT_LIST_LIMIT,
+        incident_id: int | None = None,
     ) -> builtins.list[Alert]:
         """Alerts matching every given filter, newest (by ``raised_at``) first.
 
@@ -247,6 +347,7 @@ class AlertStore:
             ("device_id", device_id),
             ("severity", severity),
             ("alert_class", alert_class),
+            ("incident_id", incident_id),
         ):
             if value is not None:
                 where.append(f"{column} = ?")
@@ -269,3 +370,34 @@ class AlertStore:
     async def history(self, alert_id: int) -> builtins.list[Transition]:
         """The alert's transitions, oldest first; NotFoundError if the alert does not exist."""
         return await self._db.run(_history, alert_id)
+
+    # -- incidents -------------------------------------------------------------
+
+    async def open_incidents(self) -> builtins.list[tuple[Incident, int]]:
+        """Open incidents with their newest alert's raise time (what the engine holds)."""
+        return await self._db.run(incident_sql.select_open_incidents)
+
+    async def get_incident(self, incident_id: int) -> Incident:
+        """The incident with its alert ids; NotFoundError if there is none."""
+        found = await self._db.run(incident_sql.select_incident, incident_id)
+        if found is None:
+            raise NotFoundError(f"incident {incident_id} does not exist")
+        return found
+
+    async def list_incidents(
+        self,
+        *,
+        site_ids: Collection[str] | None = None,
+        is_open: bool | None = None,
+        limit: int = DEFAULT_LIST_LIMIT,
+    ) -> builtins.list[Incident]:
+        """Incidents, open first, then worst severity first, then newest first.
+
+        As for alerts, an empty ``site_ids`` matches nothing.
+        """
+        if limit < 0:
+            raise ValueError(f"limit must not be negative, got {limit}")
+        if site_ids is not None and not site_ids:
+            return []
+        sites = None if site_ids is None else builtins.list(site_ids)
+        return await self._db.run(incident_sql.select_incidents, sites, is_open, limit)

@@ -1,0 +1,48 @@
+"""Incidents: one line per site emergency, open first and worst first, with its alerts."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Query
+
+from gateway.api.deps import GatewayDep, PrincipalDep
+from gateway.api.schemas import AlertOut, IncidentDetailOut, IncidentOut
+from gateway.errors import NotFoundError
+
+router = APIRouter(prefix="/api/incidents", tags=["incidents"])
+
+#: More alerts than this in one incident are not listed (the ids still are).
+MAX_ALERTS = 1000
+
+
+@router.get("")
+async def list_incidents(
+    gateway: GatewayDep,
+    _: PrincipalDep,
+    state: Literal["open", "closed"] | None = None,
+    site_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+) -> list[IncidentOut]:
+    """Open incidents first, then worst severity first, then newest first."""
+    incidents = await gateway.alerts.list_incidents(
+        site_ids=[site_id] if site_id else None,
+        is_open=None if state is None else state == "open",
+        limit=limit,
+    )
+    return [IncidentOut.of(i, gateway) for i in incidents]
+
+
+@router.get("/{incident_id}")
+async def get_incident(incident_id: int, gateway: GatewayDep, _: PrincipalDep) -> IncidentDetailOut:
+    """The incident with its alerts, worst severity on top."""
+    try:
+        incident = await gateway.alerts.get_incident(incident_id)
+    except NotFoundError as exc:
+        raise HTTPException(404, str(exc)) from exc
+    alerts = await gateway.alerts.list(incident_id=incident_id, limit=MAX_ALERTS)
+    alerts.sort(key=lambda a: (-a.severity.rank, not a.is_open, a.raised_at, a.id))
+    summary = IncidentOut.of(incident, gateway)
+    return IncidentDetailOut(
+        **summary.model_dump(), alerts=[AlertOut.of(a, gateway) for a in alerts]
+    )
