@@ -17,8 +17,13 @@ from gateway.api import (
     routes_alerts,
     routes_data,
     routes_health,
+    routes_incidents,
     routes_metrics,
+    routes_notify,
+    routes_rectification,
     routes_registry,
+    routes_silences,
+    routes_stats,
 )
 from gateway.config import Settings
 from gateway.service import Gateway
@@ -47,8 +52,13 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
         routes_data.router,
         routes_metrics.router,
         # -- routers: silences, incidents --
+        routes_silences.router,
+        routes_incidents.router,
         # -- routers: escalation policies, notification channels, delivery log --
+        routes_notify.router,
         # -- routers: rectification items, statistics --
+        routes_rectification.router,
+        routes_stats.router,
     ]
     for router in routers:
         app.include_router(router)

@@ -43,8 +43,46 @@ class Settings(BaseSettings):
     offline_sweep_s: float = 5.0
     #: ``text`` for people, ``json`` (one object per line) for a log collector.
     log_format: Literal["text", "json"] = "text"
+    #: Escalation policies, notification channels and their timings (YAML); None: the shipped
+    #: default (alerts/default_alerting.yaml), which notifies the gateway log only.
+    alerting_config: Path | None = None
     # -- time-series store over the InfluxDB line protocol, and the store-and-forward spool --
+    #: Base URL of an InfluxDB v2 write API (``/api/v2/write`` is appended) for
+    #: ``store = "influx"``: InfluxDB 2.x/3.x, or VictoriaMetrics (which must run with
+    #: ``-dedup.minScrapeInterval=1ms`` so a redelivered reading is kept once).
+    influx_url: str = "http://127.0.0.1:8428"
+    influx_token: SecretStr | None = None
+    influx_org: str = "ewg"
+    influx_bucket: str = "ewg"
+    #: Prometheus-compatible query API base (``/api/v1/...`` appended); None: influx_url.
+    influx_query_url: str | None = None
+    #: HTTP timeout of one write or query to the influx store.
+    influx_timeout_s: float = Field(default=10.0, gt=0)
+    #: A store write that takes longer counts as failed: its batch goes to the spool.
+    store_write_timeout_s: float = Field(default=10.0, gt=0)
+    #: Longest pause between two tries of a failing store (the spool replay backs off to it).
+    store_retry_max_s: float = Field(default=10.0, gt=0)
+    #: Bound of the store-and-forward spool (data_dir/spool.db), in encoded bytes. When it is
+    #: full the gateway stops acknowledging and the broker holds new messages (nothing lost).
+    spool_max_bytes: int = Field(default=1024**3, gt=0)
     # -- broker accounts, ACLs and TLS --
+    #: Who manages the devices' MQTT accounts on the broker: "none" (an anonymous broker, the
+    #: demo) or "dynsec" (Mosquitto's dynamic-security plugin, driven over MQTT by EWG).
+    broker_accounts: Literal["none", "dynsec"] = "none"
+    #: The dynsec admin account EWG sends ``$CONTROL/dynamic-security/v1`` commands with; it is
+    #: not the gateway's ingest account (that one comes from ``broker_url``'s user:pass).
+    broker_admin_username: str | None = None
+    broker_admin_password: SecretStr | None = None
+    #: How long to wait for the broker to answer an account command before giving up.
+    broker_admin_timeout_s: float = Field(default=5.0, gt=0)
+    #: The broker as devices reach it (shown in their connection details); by default
+    #: ``broker_url`` without its credentials, which is wrong when that is a loopback address.
+    device_broker_url: str | None = None
+    #: CA certificate(s) (PEM) to verify the broker with ``mqtts://``; default: the system store.
+    mqtt_ca_file: Path | None = None
+    #: Client certificate and key (PEM), only for brokers that require mutual TLS.
+    mqtt_client_cert: Path | None = None
+    mqtt_client_key: Path | None = None
 
     @classmethod
     def settings_customise_sources(

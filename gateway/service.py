@@ -19,20 +19,26 @@ from typing import Any, Self
 
 from alerts.bus import AlertBus
 from alerts.engine import AlertEngine
+from alerts.inhibit import Inhibitor, parents_from
 from alerts.model import Signal
+from alerts.notify.service import NotifyService
+from alerts.rectification import EvidenceFiles, RectificationBook
+from alerts.silence import Silences
+from alerts.stats import Statistics
 from alerts.store import SCHEMA as ALERT_SCHEMA
 from alerts.store import AlertStore
 from detectors.bank import DetectorBank
 from gateway import audit, auth, deadletter, registry
 from gateway.auth import TokenStore
 from gateway.broker import EmbeddedBroker
+from gateway.broker_accounts import DeviceAccounts, device_accounts, tls_options
 from gateway.config import Settings
 from gateway.deadletter import DeadLetterStore
 from gateway.decode import Decode
 from gateway.detect import Detect
 from gateway.metrics import Counters
 from gateway.model import now_ms
-from gateway.mqtt import BrokerAddress, MqttSource
+from gateway.mqtt import BrokerAddress, MqttSource, without_credentials
 from gateway.persist import Persist, PersistOptions
 from gateway.pipeline import StageTimings, build_pipeline
 from gateway.profiles import Profile, load_profiles
@@ -80,6 +86,7 @@ class Gateway:
     profiles: dict[str, Profile]
     db: SqliteDatabase
     registry: Registry
+    accounts: DeviceAccounts
     tokens: TokenStore
     store: TimeSeriesStore
     dead_letters: DeadLetterStore
@@ -90,14 +97,34 @@ class Gateway:
     source: MqttSource
     broker_url: str
     audit: audit.AuditLog
+    # -- attributes: silences, inhibition, flap damping, incidents --
+    silences: Silences
+    inhibitor: Inhibitor
+    alert_timer: asyncio.Task[None]
+    # -- attributes: escalation and notifications --
+    notify: NotifyService
+    # -- attributes: rectification items and statistics --
+    rectifications: RectificationBook
+    stats: Statistics
 
     async def __aenter__(self) -> Self:
+        try:
+            await self._start()
+        except BaseException:
+            await self._stack.aclose()  # close whatever was opened before the failure
+            raise
+        return self
+
+    async def _start(self) -> None:
         s = self.settings
         stack = self._stack
         self.profiles = load_profiles(s.profiles_dir)
         self.db = await stack.enter_async_context(open_main_db(s))
         self.registry = Registry(self.db, self.profiles)
         await self.registry.refresh()
+        # The gateway's own broker account must exist before it connects.
+        self.accounts = device_accounts(s, self.registry)
+        await self.accounts.prepare()
         self.audit = audit.AuditLog(self.db)
         self.tokens = TokenStore(self.db)
         await self.tokens.load()
@@ -108,7 +135,38 @@ class Gateway:
         self.bus = AlertBus()
         self.alerts = AlertEngine(AlertStore(self.db), self.bus, self.registry.site_of)
         await self.alerts.start()
-        self.detectors = DetectorBank(self.registry.profile_of)
+        # -- wiring: silences, inhibition, flap damping, incidents --
+        self.silences = Silences(self.db, options=self.alerts.options)
+        await self.silences.load()
+        self.inhibitor = Inhibitor(self.alerts.view, parents_from(self.registry.device))
+        self.alerts.add_muter(self.silences)
+        self.alerts.add_muter(self.inhibitor)
+        await self.alerts.remute()  # a silence may have ended while the gateway was down
+        self.alert_timer = asyncio.create_task(self.alerts.run_timer(), name="ewg-alert-timer")
+        stack.push_async_callback(_cancel, self.alert_timer)
+        # -- wiring: escalation and notifications --
+        self.notify = NotifyService.from_settings(s, self.db, self.registry)
+        stack.push_async_callback(self.notify.stop)
+        await self.notify.start(self.alerts)
+        # -- wiring: rectification items and statistics --
+        self.rectifications = RectificationBook(
+            self.db,
+            EvidenceFiles(s.data_dir / "evidence"),
+            self.registry.find_site,
+            self.alerts.get,
+        )
+        await self.rectifications.start()
+        stack.push_async_callback(self.rectifications.stop)
+        # The detector bank is built below; look it up when asked, not now.
+        self.stats = Statistics(
+            self.db,
+            self.registry,
+            lambda device_id: self.detectors.is_online(device_id),
+            self.rectifications,
+            s.timezone,
+        )
+        self.detectors = DetectorBank(self.registry.profile_of, s.timezone)
+        self.registry.on_revoke.append(self.detectors.forget)
         start = now_ms()
         for device in self.registry.devices():
             self.detectors.expect(device.id, start)
@@ -125,7 +183,13 @@ class Gateway:
             self.store,
             self.dead_letters,
             self.counters,
-            PersistOptions(flush_interval_s=s.flush_interval_s),
+            PersistOptions(
+                flush_interval_s=s.flush_interval_s,
+                max_backoff_s=s.store_retry_max_s,
+                write_timeout_s=s.store_write_timeout_s,
+                spool_path=s.data_dir / "spool.db",
+                spool_max_bytes=s.spool_max_bytes,
+            ),
         )
         await self.persist.start()
         stack.push_async_callback(self.persist.stop)
@@ -148,12 +212,12 @@ class Gateway:
             client_id=s.mqtt_client_id,
             topics=TOPICS,
             qos=s.mqtt_qos,
+            tls=tls_options(s),
         )
         # Stopped in reverse order: ingestion first, then alerting, then persist flushes.
         self._spawn(self._alerting(signals), "ewg-alerts")
         self._spawn(self._sweep_offline(signals), "ewg-offline")
         self._spawn(self.source.run(handler), "ewg-ingest")
-        return self
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.create_task(coro, name=name)
@@ -199,21 +263,16 @@ class Gateway:
                 "broker: not connected"
                 + (f" ({self.source.last_error})" if self.source.last_error else "")
             )
-        if not self.persist.store_ok:
-            degraded.append(f"store: {self.counters.last_store_error}")
+        degraded.extend(f"store: {problem}" for problem in self.persist.problems())
         return {
             "status": "degraded" if degraded else "ok",
             "degraded": degraded,
             "broker": {
-                "url": self.broker_url,
+                "url": without_credentials(self.broker_url),
                 "connected": self.source.connected,
                 "connects": self.source.connects,
             },
-            "store": {
-                "kind": self.settings.store,
-                "ok": self.persist.store_ok,
-                "pending": self.persist.pending,
-            },
+            "store": {"kind": self.settings.store, **self.persist.status()},
             "devices": len(self.registry.devices()),
             "sites": len(self.registry.sites()),
             "counters": self.counters.as_dict(),
