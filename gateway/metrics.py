@@ -16,6 +16,10 @@ class Counters:
     dead_letters: Counter[str] = field(default_factory=Counter)
     signals: int = 0
     store_errors: int = 0
+    #: Successful store writes and the seconds they took (mean latency = seconds / writes).
+    store_writes: int = 0
+    store_write_seconds: float = 0.0
+    alerts_raised: int = 0
     flushes: int = 0
     last_flush_ms: int | None = None
     last_store_error: str | None = None
@@ -31,6 +35,9 @@ class Counters:
             "dead_letters_total": sum(self.dead_letters.values()),
             "signals": self.signals,
             "store_errors": self.store_errors,
+            "store_writes": self.store_writes,
+            "store_write_seconds": round(self.store_write_seconds, 6),
+            "alerts_raised": self.alerts_raised,
             "flushes": self.flushes,
             "last_flush_ms": self.last_flush_ms,
             "last_store_error": self.last_store_error,

@@ -243,6 +243,7 @@ class Persist:
     async def _write_store(
         self, readings: Sequence[Reading], events: Sequence[DeviceEvent]
     ) -> bool:
+        started = time.perf_counter()
         try:
             new = await asyncio.wait_for(
                 self.store.write(readings, events), self.options.write_timeout_s
@@ -250,6 +251,8 @@ class Persist:
         except Exception as exc:  # a store outage must never kill ingestion
             self._store_failed(exc)
             return False
+        self.counters.store_writes += 1
+        self.counters.store_write_seconds += time.perf_counter() - started
         if not self.store_ok:
             log.warning("store is back after %d failed writes", self.counters.store_errors)
         self.store_ok = True

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from gateway.model import now_ms
 from gateway.service import Gateway
 
 
@@ -34,6 +35,23 @@ class GatewayCollector(Collector):
             ("ewg_store_errors", "failed store writes", c.store_errors),
             ("ewg_store_flushes", "batches committed", c.flushes),
             ("ewg_broker_connects", "successful MQTT connections", g.source.connects),
+            ("ewg_store_writes", "successful store writes", c.store_writes),
+            (
+                "ewg_store_write_seconds",
+                "seconds spent in successful store writes",
+                c.store_write_seconds,
+            ),
+            ("ewg_alerts_raised", "alerts raised", c.alerts_raised),
+            (
+                "ewg_spool_replayed_readings",
+                "readings replayed from the spool",
+                g.persist.spool_counters.replayed_readings,
+            ),
+            (
+                "ewg_spool_full_events",
+                "batches held back because the spool was full",
+                g.persist.spool_counters.full_events,
+            ),
         ):
             yield CounterMetricFamily(name, text, value=value)
         letters = CounterMetricFamily(
@@ -62,6 +80,27 @@ class GatewayCollector(Collector):
             "readings and dead letters not yet written",
             value=g.persist.pending,
         )
+        spool = g.persist.spool
+        yield GaugeMetricFamily(
+            "ewg_spool_backlog_readings",
+            "readings waiting in the spool",
+            value=spool.readings if spool else 0,
+        )
+        yield GaugeMetricFamily(
+            "ewg_spool_backlog_bytes", "bytes in the spool", value=spool.bytes if spool else 0
+        )
+        oldest = spool.oldest_ms if spool else None
+        yield GaugeMetricFamily(
+            "ewg_spool_oldest_age_seconds",
+            "age of the oldest spooled batch",
+            value=(now_ms() - oldest) / 1000 if oldest else 0,
+        )
+        failures = CounterMetricFamily(
+            "ewg_notification_failed_attempts", "failed notification attempts", labels=["channel"]
+        )
+        for channel, health in sorted(g.notify.queue.health().items()):
+            failures.add_metric([channel], health.failed_attempts)
+        yield failures
         open_alerts = GaugeMetricFamily(
             "ewg_alerts_open", "open alerts", labels=["severity", "alert_class"]
         )

@@ -227,7 +227,8 @@ class Gateway:
         while True:
             batch = await signals.get()
             try:
-                await self.alerts.handle(batch)
+                changes = await self.alerts.handle(batch)
+                self.counters.alerts_raised += sum(c.kind == "raised" for c in changes)
             except Exception:  # one bad signal must not stop alerting
                 log.exception("alert engine failed on %d signals", len(batch))
 

@@ -93,6 +93,8 @@ async def test_scripted_incidents_become_alerts_on_api_and_stream(live: LiveGate
     # One open alert per device and rule, however many readings crossed the threshold.
     keys = [(a["device_id"], a["rule"]) for a in alerts if a["state"] != "closed"]
     assert len(keys) == len(set(keys))
+    metrics = (await live.client.get("/metrics")).text
+    assert f"ewg_alerts_raised_total {float(len(alerts))}" in metrics
 
 
 async def test_malformed_burst_is_dead_lettered_and_valid_traffic_stored(
