@@ -130,6 +130,11 @@ async def test_fire_escalates_in_order_until_acknowledged_through_the_api(
         await asyncio.sleep(0.1)
     await simulation
 
+    # The fire is one incident at its site: one page, not one per reading.
+    incidents = (await live.client.get("/api/incidents")).json()
+    assert [(i["site_id"], i["severity"], i["alert_ids"]) for i in incidents] == [
+        ("t1", "red", [alert_id])]
+
     bodies = town()
     assert [b["recipient"]["role"] for b in bodies] == [
         "site_owner",
