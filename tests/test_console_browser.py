@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -378,6 +379,13 @@ async def test_sign_in_refuses_a_wrong_token_and_accepts_the_right_one(
         await expect(page.locator("#count-red")).to_have_text("1")
         await expect(page.locator("#health-status")).to_have_text("系统正常")
         await expect(page.locator("#health-broker")).to_have_text("消息总线已连接")
+
+        # A notification's link (/#alert=ID) points the officer at that very alert.
+        alerts = (await live.client.get("/api/alerts", params={"state": "open"})).json()
+        linked = page.locator(f'tr[data-alert-id="{alerts[0]["id"]}"]')
+        await expect(linked).not_to_have_class(re.compile("linked"))
+        await page.goto(f"{live.base_url}/#alert={alerts[0]['id']}")
+        await expect(linked).to_have_class(re.compile("linked"))
 
 
 async def test_english_labels_are_remembered_after_reload(live: LiveGateway, page: Page) -> None:
