@@ -13,15 +13,29 @@ import httpx
 import pytest
 import uvicorn
 
+from alerts.store import ALERT_SCHEMA
 from gateway.app import create_app
 from gateway.config import Settings, load_settings
 from gateway.registry_model import Device, Site
 from gateway.service import Gateway
+from gateway.sqlite import SqliteDatabase
 from tests.servers import Mosquitto, free_port
 
 T = TypeVar("T")
 
 TOKEN = "ewg_test_token_0123456789abcdef"
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    """The alert engine's database file (tests may reopen it to simulate a restart)."""
+    return tmp_path / "ewg.db"
+
+
+@pytest.fixture
+async def db(db_path: Path) -> AsyncIterator[SqliteDatabase]:
+    async with SqliteDatabase(db_path, schema=ALERT_SCHEMA) as database:
+        yield database
 
 
 @pytest.fixture

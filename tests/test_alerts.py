@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -24,19 +23,10 @@ from alerts import (
 )
 from gateway.errors import ConflictError, NotFoundError, StoreError
 from gateway.sqlite import SqliteDatabase
+from tests.clock import FakeClock
 
 SITES = {"emf-1": "site-a", "emf-2": "site-b", "gas-1": "site-b"}
 RULE = "residual_current"
-
-
-class FakeClock:
-    """Time that only moves when a test says so."""
-
-    def __init__(self, now: int = 1_000_000) -> None:
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
 
 
 def sig(
@@ -64,17 +54,6 @@ def sig(
 
 def steps(history: list[Transition]) -> list[tuple[str, AlertState | None, AlertState, int]]:
     return [(t.actor, t.from_state, t.to_state, t.ts_ms) for t in history]
-
-
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "ewg.db"
-
-
-@pytest.fixture
-async def db(db_path: Path) -> AsyncIterator[SqliteDatabase]:
-    async with SqliteDatabase(db_path, schema=ALERT_SCHEMA) as database:
-        yield database
 
 
 @pytest.fixture

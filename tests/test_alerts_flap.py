@@ -6,7 +6,6 @@ calling ``tick()`` after moving the clock.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from alerts.model import AlertChange, AlertClass, AlertState, Severity, Signal
 from alerts.options import MINUTE_MS, AlertOptions
 from alerts.store import ALERT_SCHEMA, AlertStore
 from gateway.sqlite import SqliteDatabase
-from tests.test_alerts import FakeClock
+from tests.clock import FakeClock
 
 T0 = 1_796_083_200_000
 S = 1000
@@ -27,20 +26,12 @@ SITES = {"smk-1": "rental-house"}
 
 def smoke(ts: int, active: bool = True) -> Signal:
     """A smoke alarm with a loose contact."""
-    return Signal(
-        "smk-1", "smoke_alarm", active, ts, None, Severity.RED, AlertClass.HAZARD, "fire"
-    )
+    return Signal("smk-1", "smoke_alarm", active, ts, None, Severity.RED, AlertClass.HAZARD, "fire")
 
 
 def flapping_sequence(start: int) -> list[Signal]:
     """Raise, then clear / re-fire / clear / re-fire every 10 s: the 4th change flaps."""
     return [smoke(start + i * 10 * S, active=i % 2 == 0) for i in range(5)]
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[SqliteDatabase]:
-    async with SqliteDatabase(tmp_path / "ewg.db", schema=ALERT_SCHEMA) as database:
-        yield database
 
 
 @pytest.fixture
@@ -136,11 +127,12 @@ async def test_slow_changes_never_flap(engine: AlertEngine) -> None:
     assert [c.kind for c in changes] == ["raised"] + ["cleared", "updated"] * 3
 
 
-async def test_flap_thresholds_come_from_the_options(
-    db: SqliteDatabase, clock: FakeClock
-) -> None:
+async def test_flap_thresholds_come_from_the_options(db: SqliteDatabase, clock: FakeClock) -> None:
     engine = AlertEngine(
-        AlertStore(db), AlertBus(), SITES.get, clock=clock,
+        AlertStore(db),
+        AlertBus(),
+        SITES.get,
+        clock=clock,
         options=AlertOptions(flap_transitions=2, flap_settle_ms=MINUTE_MS),
     )
     await engine.start()

@@ -6,7 +6,6 @@ Real SQLite file, injected clock, no sleeping.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ from alerts.options import MINUTE_MS, AlertOptions
 from alerts.store import ALERT_SCHEMA, AlertStore
 from gateway.errors import NotFoundError
 from gateway.sqlite import SqliteDatabase
-from tests.test_alerts import FakeClock
+from tests.clock import FakeClock
 
 T0 = 1_796_083_200_000  # 2026-12-01 00:00 +08:00
 WINDOW = 10 * MINUTE_MS
@@ -44,17 +43,6 @@ def fire_signal(
 
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "ewg.db"
-
-
-@pytest.fixture
-async def db(db_path: Path) -> AsyncIterator[SqliteDatabase]:
-    async with SqliteDatabase(db_path, schema=ALERT_SCHEMA) as database:
-        yield database
-
-
-@pytest.fixture
 def clock() -> FakeClock:
     return FakeClock(T0)
 
@@ -69,8 +57,11 @@ async def engine(db: SqliteDatabase, clock: FakeClock) -> AlertEngine:
 async def test_one_fire_is_one_incident_with_red_on_top(engine: AlertEngine) -> None:
     # Cable overheating pre-warns, then the smoke alarm and the heat detector go off.
     [pre] = await engine.handle(
-        [fire_signal("emf-1", T0, rule="cable_temp_1", severity=Severity.YELLOW,
-                     hazard="overheating")]
+        [
+            fire_signal(
+                "emf-1", T0, rule="cable_temp_1", severity=Severity.YELLOW, hazard="overheating"
+            )
+        ]
     )
     incident_id = pre.alert.incident_id
     assert incident_id is not None
@@ -109,15 +100,20 @@ async def test_after_a_quiet_window_a_new_incident_opens(engine: AlertEngine) ->
     # Alerts keep coming within the window of the latest one: one incident, however long.
     [first] = await engine.handle([fire_signal("smk-1", T0)])
     [second] = await engine.handle([fire_signal("smk-2", T0 + WINDOW)])
-    [third] = await engine.handle(
-        [fire_signal("heat-1", T0 + 2 * WINDOW, rule="heat_alarm")]
-    )
+    [third] = await engine.handle([fire_signal("heat-1", T0 + 2 * WINDOW, rule="heat_alarm")])
     assert first.alert.incident_id == second.alert.incident_id == third.alert.incident_id
 
     # Then a window passes with nothing new: the next alert is another incident.
     [later] = await engine.handle(
-        [fire_signal("emf-1", T0 + 3 * WINDOW + 1, rule="arc_fault", severity=Severity.ORANGE,
-                     hazard="arc_fault")]
+        [
+            fire_signal(
+                "emf-1",
+                T0 + 3 * WINDOW + 1,
+                rule="arc_fault",
+                severity=Severity.ORANGE,
+                hazard="arc_fault",
+            )
+        ]
     )
     assert later.alert.incident_id != first.alert.incident_id
     assert len(await engine.list_incidents()) == 2
@@ -125,7 +121,10 @@ async def test_after_a_quiet_window_a_new_incident_opens(engine: AlertEngine) ->
 
 async def test_window_comes_from_the_options(db: SqliteDatabase, clock: FakeClock) -> None:
     engine = AlertEngine(
-        AlertStore(db), AlertBus(), SITES.get, clock=clock,
+        AlertStore(db),
+        AlertBus(),
+        SITES.get,
+        clock=clock,
         options=AlertOptions(incident_window_ms=60_000),
     )
     await engine.start()
@@ -138,8 +137,11 @@ async def test_severity_follows_open_alerts_and_closing_all_closes_it(
     engine: AlertEngine, clock: FakeClock
 ) -> None:
     [pre] = await engine.handle(
-        [fire_signal("emf-1", T0, rule="cable_temp_1", severity=Severity.YELLOW,
-                     hazard="overheating")]
+        [
+            fire_signal(
+                "emf-1", T0, rule="cable_temp_1", severity=Severity.YELLOW, hazard="overheating"
+            )
+        ]
     )
     [smoke] = await engine.handle([fire_signal("smk-1", T0 + 1000)])
     incident_id = smoke.alert.incident_id
@@ -200,8 +202,7 @@ async def test_incidents_survive_a_restart(db_path: Path, clock: FakeClock) -> N
     async with SqliteDatabase(db_path, schema=ALERT_SCHEMA) as db:
         engine = AlertEngine(AlertStore(db), AlertBus(), SITES.get, clock=clock)
         await engine.start()
-        [heat] = await engine.handle([fire_signal("heat-1", T0 + 2 * MINUTE_MS,
-                                                  rule="heat_alarm")])
+        [heat] = await engine.handle([fire_signal("heat-1", T0 + 2 * MINUTE_MS, rule="heat_alarm")])
         assert heat.alert.incident_id == smoke.alert.incident_id
         assert heat.alert.incident_id is not None
         incident = await engine.get_incident(heat.alert.incident_id)

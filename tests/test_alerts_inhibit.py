@@ -6,7 +6,6 @@ Real SQLite file, injected clock, no sleeping.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from detectors.bank import OFFLINE_RULE as DETECTOR_OFFLINE_RULE
 from gateway.errors import NotFoundError
 from gateway.registry_model import Device
 from gateway.sqlite import SqliteDatabase
-from tests.test_alerts import FakeClock
+from tests.clock import FakeClock
 
 T0 = 1_796_083_200_000
 
@@ -82,12 +81,6 @@ class Recorder:
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[SqliteDatabase]:
-    async with SqliteDatabase(tmp_path / "ewg.db", schema=ALERT_SCHEMA) as database:
-        yield database
-
-
-@pytest.fixture
 def clock() -> FakeClock:
     return FakeClock(T0)
 
@@ -144,8 +137,7 @@ async def test_parent_offline_suppresses_children_and_they_return_when_it_does(
     history = await engine.history(c2.alert.id)
     assert [(t.from_state, t.to_state, t.note) for t in history[1:]] == [
         (AlertState.RAISED, AlertState.RAISED, f"suppressed by alert {parent.alert.id}"),
-        (AlertState.RAISED, AlertState.RAISED,
-         f"no longer suppressed by alert {parent.alert.id}"),
+        (AlertState.RAISED, AlertState.RAISED, f"no longer suppressed by alert {parent.alert.id}"),
     ]
 
 

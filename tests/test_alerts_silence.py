@@ -5,7 +5,6 @@ Real SQLite file (with the audit log), injected clock, no sleeping.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from alerts.store import ALERT_SCHEMA, AlertStore
 from gateway.audit import AuditLog
 from gateway.errors import ConflictError, NotFoundError
 from gateway.sqlite import SqliteDatabase
-from tests.test_alerts import FakeClock
+from tests.clock import FakeClock
 
 T0 = 1_796_083_200_000
 HOUR = 60 * MINUTE_MS
@@ -28,19 +27,19 @@ SITES = {"emf-1": "workshop", "emf-2": "workshop", "smk-1": "workshop", "smk-9":
 
 def leak(device: str = "emf-1", *, ts: int = T0, active: bool = True) -> Signal:
     return Signal(
-        device, "residual_current", active, ts, 320.0, Severity.ORANGE, AlertClass.HAZARD,
+        device,
+        "residual_current",
+        active,
+        ts,
+        320.0,
+        Severity.ORANGE,
+        AlertClass.HAZARD,
         "leakage",
     )
 
 
 def battery(device: str = "smk-1", *, ts: int = T0) -> Signal:
     return Signal(device, "battery_low", True, ts, 2.4, Severity.BLUE, AlertClass.FAULT, "battery")
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[SqliteDatabase]:
-    async with SqliteDatabase(tmp_path / "ewg.db", schema=ALERT_SCHEMA) as database:
-        yield database
 
 
 @pytest.fixture
@@ -220,9 +219,7 @@ async def test_silences_that_make_no_sense_are_refused(
     assert await silences.list() == []
 
 
-async def test_silences_survive_a_restart(
-    tmp_path: Path, clock: FakeClock
-) -> None:
+async def test_silences_survive_a_restart(tmp_path: Path, clock: FakeClock) -> None:
     path = tmp_path / "ewg.db"
     async with SqliteDatabase(path, schema=ALERT_SCHEMA) as db:
         first = Silences(db, clock)

@@ -227,7 +227,11 @@ async def test_parent_offline_suppresses_children_in_the_running_gateway(
 
     def offline(device: str, active: bool = True) -> Signal:
         return signal(
-            device, "offline", Severity.BLUE, "offline", alert_class=AlertClass.FAULT,
+            device,
+            "offline",
+            Severity.BLUE,
+            "offline",
+            alert_class=AlertClass.FAULT,
             active=active,
         )
 

@@ -36,6 +36,7 @@ from gateway.registry import Registry
 from gateway.registry_model import Device, Site
 from gateway.service import MAIN_SCHEMA, Gateway
 from gateway.sqlite import SqliteDatabase
+from tests.clock import FakeClock
 from tests.conftest import TOKEN
 from tests.receivers import HttpReceiver
 
@@ -100,14 +101,6 @@ def alerting(receiver: HttpReceiver) -> dict[str, Any]:
             },
         ],
     }  # fmt: skip
-
-
-class FakeClock:
-    def __init__(self, now: int = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
 
 
 @dataclass
@@ -183,7 +176,7 @@ def receiver() -> Iterator[HttpReceiver]:
 @pytest.fixture
 async def town(tmp_path: Path, receiver: HttpReceiver) -> AsyncIterator[Town]:
     config = parse_alerting_config(alerting(receiver), "test")
-    async with open_town(tmp_path / "ewg.db", receiver, config, FakeClock()) as t:
+    async with open_town(tmp_path / "ewg.db", receiver, config, FakeClock(T0)) as t:
         yield t
 
 
@@ -390,7 +383,7 @@ async def test_a_restarted_gateway_does_not_resend_steps_already_sent(
 ) -> None:
     config = parse_alerting_config(alerting(receiver), "test")
     path = tmp_path / "ewg.db"
-    async with open_town(path, receiver, config, FakeClock()) as town:
+    async with open_town(path, receiver, config, FakeClock(T0)) as town:
         fire = await town.signal()
         assert sorted(await town.at(T0 + MIN)) == [
             ("grid_officer", "step 2"),
@@ -414,7 +407,7 @@ async def test_a_step_written_but_not_delivered_before_a_stop_is_delivered_once(
 ) -> None:
     config = parse_alerting_config(alerting(receiver), "test")
     path = tmp_path / "ewg.db"
-    async with open_town(path, receiver, config, FakeClock()) as town:
+    async with open_town(path, receiver, config, FakeClock(T0)) as town:
         fire = await town.signal()
         await town.notify.escalator.tick(T0)  # fired and stored; the queue never ran
     async with open_town(path, receiver, config, FakeClock(T0 + 5 * S)) as town:
@@ -429,7 +422,7 @@ async def test_old_open_alerts_are_not_escalated_when_notifications_are_switched
     quiet = parse_alerting_config({"policies": []}, "none")
     config = parse_alerting_config(alerting(receiver), "test")
     path = tmp_path / "ewg.db"
-    async with open_town(path, receiver, quiet, FakeClock()) as town:
+    async with open_town(path, receiver, quiet, FakeClock(T0)) as town:
         await town.signal()
     async with open_town(path, receiver, config, FakeClock(T0 + 2 * 3600 * S)) as town:
         assert await town.at(T0 + 3 * 3600 * S) == []

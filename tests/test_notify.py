@@ -39,6 +39,7 @@ from alerts.notify.queue import DeliveryQueue
 from alerts.notify.store import SCHEMA, Notification, NotifyStore, Planned, Status
 from alerts.notify.templates import AlertFacts, Message, Reason, render
 from gateway.sqlite import SqliteDatabase
+from tests.clock import FakeClock
 from tests.receivers import HttpReceiver, SmtpServer, plain_text
 from tests.servers import free_port
 
@@ -76,14 +77,6 @@ def message(alert: Alert = FIRE, reason: Reason | None = None) -> Message:
         alert, FACTS, "site_owner", OWNER, WANG, reason or Reason("step", 1, 0),
         PUBLIC_URL, "Asia/Shanghai",
     )  # fmt: skip
-
-
-class FakeClock:
-    def __init__(self, now: int = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
 
 
 @pytest.fixture
@@ -355,7 +348,7 @@ async def test_failing_channel_is_retried_with_backoff_while_others_deliver(
     channels = {
         n: build_channel(n, spec(type="webhook", url=u), options, client) for n, u in hooks.items()
     }
-    clock = FakeClock()
+    clock = FakeClock(T0)
     queue = DeliveryQueue(store, channels, options, clock)
     queue.push(await planned(store, ["down", "broken", "good"]))
 
@@ -405,7 +398,7 @@ async def test_a_hung_channel_does_not_hold_up_another(
                          options, client)
         for n in ("hung", "good")
     }  # fmt: skip
-    queue = DeliveryQueue(store, channels, options, FakeClock())
+    queue = DeliveryQueue(store, channels, options, FakeClock(T0))
     queue.push(await planned(store, ["hung", "good"]))
     running = asyncio.create_task(queue.run_due(T0))
     try:
@@ -433,12 +426,12 @@ async def test_pending_notifications_are_sent_after_a_restart(
         "hook": build_channel("hook", spec(type="webhook", url=receiver.url("/h")), options, client)
     }
     await planned(store, ["hook"])  # written, then the gateway stopped before sending
-    queue = DeliveryQueue(store, channels, options, FakeClock())
+    queue = DeliveryQueue(store, channels, options, FakeClock(T0))
     assert await queue.start() == 1
     await queue.run_due(T0)
     assert len(receiver.at("/h")) == 1
     assert [n.status for n in await store.for_alert(FIRE.id)] == [Status.DELIVERED]
-    again = DeliveryQueue(store, channels, options, FakeClock())
+    again = DeliveryQueue(store, channels, options, FakeClock(T0))
     assert await again.start() == 0
 
 
@@ -450,7 +443,7 @@ async def test_queue_asks_before_each_attempt_and_records_why_it_did_not_send(
         "hook": build_channel("hook", spec(type="webhook", url=receiver.url("/h")), options, client)
     }
     queue = DeliveryQueue(
-        store, channels, options, FakeClock(),
+        store, channels, options, FakeClock(T0),
         verdict=lambda _id: (Status.CANCELLED, "alert acknowledged by duty"),
     )  # fmt: skip
     queue.push(await planned(store, ["hook"]))

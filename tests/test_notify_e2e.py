@@ -133,7 +133,8 @@ async def test_fire_escalates_in_order_until_acknowledged_through_the_api(
     # The fire is one incident at its site: one page, not one per reading.
     incidents = (await live.client.get("/api/incidents")).json()
     assert [(i["site_id"], i["severity"], i["alert_ids"]) for i in incidents] == [
-        ("t1", "red", [alert_id])]
+        ("t1", "red", [alert_id])
+    ]
 
     bodies = town()
     assert [b["recipient"]["role"] for b in bodies] == [

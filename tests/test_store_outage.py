@@ -102,7 +102,7 @@ async def test_outage_under_load_is_spooled_then_replayed_exactly_once(
         assert spool["bytes"] > 0 and spool["oldest_age_s"] > 0 and spool["full"] is False
         assert spool["replayed_readings"] == 0
         metrics = (await live.client.get("/metrics")).text  # the backlog reaches Prometheus too
-        assert f'ewg_spool_backlog_readings {float(spool["readings"])}' in metrics
+        assert f"ewg_spool_backlog_readings {float(spool['readings'])}" in metrics
         assert "ewg_store_ok 0.0" in metrics
 
         await asyncio.to_thread(victoria.start)  # same port, same data directory
@@ -125,7 +125,7 @@ async def test_outage_under_load_is_spooled_then_replayed_exactly_once(
         assert spool["readings"] == 0 and spool["bytes"] == 0 and spool["oldest_age_s"] is None
         assert spool["full_events"] == 0
         metrics = (await live.client.get("/metrics")).text
-        assert f'ewg_spool_replayed_readings_total {float(spool["replayed_readings"])}' in metrics
+        assert f"ewg_spool_replayed_readings_total {float(spool['replayed_readings'])}" in metrics
         assert "ewg_spool_backlog_readings 0.0" in metrics
         health = (await live.client.get("/api/health")).json()
         assert health["status"] == "ok" and health["store"]["ok"] is True
