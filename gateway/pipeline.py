@@ -10,6 +10,7 @@ the broker acknowledged) instead of vanishing half-way.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from time import perf_counter
@@ -17,7 +18,10 @@ from time import perf_counter
 from gateway.decoders import RawEvent, RawSample
 from gateway.model import DeviceEvent, InboundMessage, Reading, Rejection, StatusChange
 from gateway.profiles import Profile
+from gateway.reasons import Reason
 from gateway.registry_model import Device
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -58,7 +62,9 @@ class StageTimings:
     messages: int = 0
 
 
-def build_pipeline(stages: Sequence[tuple[str, Stage]], timings: StageTimings) -> Handler:
+def build_pipeline(
+    stages: Sequence[tuple[str, Stage]], timings: StageTimings, persist_stage: str = "persist"
+) -> Handler:
     """Compose the named stages into the handler the MQTT source calls per message."""
     chain = tuple(stages)
     seconds = timings.seconds
@@ -68,9 +74,28 @@ def build_pipeline(stages: Sequence[tuple[str, Stage]], timings: StageTimings) -
     async def handle(message: InboundMessage, ack: Callable[[], None]) -> None:
         delivery = Delivery(message, ack)
         timings.messages += 1
+        persisted = False
         for name, stage in chain:
             started = perf_counter()
-            await stage(delivery)
+            try:
+                await stage(delivery)
+            except Exception as exc:
+                # A message that trips a bug must not stop ingestion: it becomes a dead letter
+                # (with its raw bytes, to replay once fixed) and the remaining stages, persist
+                # among them, still run. Only persist itself failing leaves it unacknowledged.
+                if name == persist_stage:
+                    raise
+                log.exception("stage %s failed on %s", name, message.topic)
+                if not persisted:  # after persist the readings are stored: nothing to keep
+                    _fail(delivery, name, exc)
+            persisted = persisted or name == persist_stage
             seconds[name] += perf_counter() - started
 
     return handle
+
+
+def _fail(delivery: Delivery, stage: str, exc: Exception) -> None:
+    """Drop what the failed stage may have half-built and record why."""
+    delivery.samples, delivery.raw_event, delivery.status = [], None, None
+    delivery.readings, delivery.events = [], []
+    delivery.reject(Reason.INTERNAL, f"{stage} failed: {type(exc).__name__}: {exc}"[:500])

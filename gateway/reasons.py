@@ -22,3 +22,5 @@ class Reason(StrEnum):
     TS_TOO_OLD = "ts_too_old"
     UNKNOWN_EVENT = "unknown_event"
     BAD_STATUS = "bad_status"
+    #: A stage failed on this message (a bug in EWG, not the device's fault); kept to replay.
+    INTERNAL = "internal"

@@ -18,6 +18,8 @@ from gateway.profiles import Profile
 from gateway.reasons import Reason
 
 DAY_MS = 86_400_000
+#: Beyond year 5000 in epoch ms: no clock means this (and huge ints would overflow floats).
+MAX_EPOCH_MS = 1e14
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +51,8 @@ def parse_ts(raw: object, received_ms: int, limits: Limits, tz: tzinfo) -> tuple
     if isinstance(raw, bool):
         raise TimestampError(Reason.BAD_TIMESTAMP, f"ts {raw!r} is not a time")
     if isinstance(raw, int | float):
-        if not math.isfinite(raw):
-            raise TimestampError(Reason.BAD_TIMESTAMP, f"ts {raw!r} is not a time")
+        if abs(raw) > MAX_EPOCH_MS or not math.isfinite(raw):  # (int compare first: no overflow)
+            raise TimestampError(Reason.BAD_TIMESTAMP, f"ts {str(raw)[:40]!r} is not a time")
         ts = int(raw)
     elif isinstance(raw, str):
         try:
@@ -92,7 +94,10 @@ def _number(profile: Profile, name: str, raw: object) -> tuple[str, float] | tup
     if isinstance(raw, bool):
         value = 1.0 if raw else 0.0
     elif isinstance(raw, int | float):
-        value = float(raw)
+        try:
+            value = float(raw)
+        except OverflowError:  # a JSON integer with hundreds of digits
+            return Reason.NOT_FINITE, f"{name}: {str(raw)[:40]}... is too large to be a reading"
     else:
         return Reason.WRONG_TYPE, f"{name}: {raw!r} is a {type(raw).__name__}, expected a number"
     if not math.isfinite(value):

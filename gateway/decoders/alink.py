@@ -24,7 +24,10 @@ class AlinkDecoder:
         by_time: dict[object, dict[str, Any]] = {}
         for name, prop in params.items():
             if isinstance(prop, dict) and "value" in prop:
-                by_time.setdefault(prop.get("time"), {})[name] = prop["value"]
+                time = prop.get("time")
+                if not isinstance(time, int | float | str | None):
+                    raise DecodeError(f'{name}: "time" must be epoch ms or ISO-8601')
+                by_time.setdefault(time, {})[name] = prop["value"]
             else:
                 by_time.setdefault(None, {})[name] = prop
         return [RawSample(ts, values) for ts, values in by_time.items()]
