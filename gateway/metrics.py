@@ -15,6 +15,8 @@ class Counters:
     events_accepted: int = 0
     dead_letters: Counter[str] = field(default_factory=Counter)
     signals: int = 0
+    #: Signals the alert engine could not apply even after retries (each one is logged).
+    signals_failed: int = 0
     store_errors: int = 0
     #: Successful store writes and the seconds they took (mean latency = seconds / writes).
     store_writes: int = 0
@@ -34,6 +36,7 @@ class Counters:
             "dead_letters": dict(self.dead_letters),
             "dead_letters_total": sum(self.dead_letters.values()),
             "signals": self.signals,
+            "signals_failed": self.signals_failed,
             "store_errors": self.store_errors,
             "store_writes": self.store_writes,
             "store_write_seconds": round(self.store_write_seconds, 6),

@@ -10,6 +10,7 @@ it again instead of losing it. Reconnection with backoff lives here too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
@@ -46,15 +47,16 @@ class BrokerAddress:
         8883
         """
         parts = urlsplit(url)
+        shown = without_credentials(url)  # error messages end up in logs
         if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-            raise ConfigError(f"broker URL {url!r} must start with mqtt:// or mqtts://")
+            raise ConfigError(f"broker URL {shown!r} must start with mqtt:// or mqtts://")
         tls = parts.scheme in ("mqtts", "ssl")
         if not parts.hostname:
-            raise ConfigError(f"broker URL {url!r} has no host")
+            raise ConfigError(f"broker URL {shown!r} has no host")
         try:
             port = parts.port or (8883 if tls else 1883)
-        except ValueError as exc:
-            raise ConfigError(f"broker URL {url!r} has a bad port") from exc
+        except ValueError:
+            raise ConfigError(f"broker URL {shown!r} has a bad port") from None
         username = unquote(parts.username) if parts.username is not None else None
         password = unquote(parts.password) if parts.password is not None else None
         return cls(parts.hostname, port, tls, username, password)
@@ -132,6 +134,8 @@ class MqttSource:
         self.connected = False
         self.connects = 0
         self.last_error: str | None = None
+        self._stopping = asyncio.Event()  # stop taking messages
+        self._closing = asyncio.Event()  # then disconnect
 
     def _client(self, tls_context: ssl.SSLContext | None) -> aiomqtt.Client:
         return aiomqtt.Client(
@@ -145,15 +149,27 @@ class MqttSource:
             tls_context=tls_context,
         )
 
+    def stop_reading(self) -> None:
+        """Take no more messages, but stay connected so the last acks still reach the broker."""
+        self._stopping.set()
+
+    def close(self) -> None:
+        """Disconnect (after the last batch was acknowledged)."""
+        self._stopping.set()
+        self._closing.set()
+
     async def run(self, handler: Handler) -> None:
         backoff = 0.5
-        while True:
+        while not self._stopping.is_set():
             try:
                 await self._session(handler)
                 backoff = 0.5
-            except (aiomqtt.MqttError, ConfigError) as exc:  # ConfigError: unreadable TLS files
+            except Exception as exc:  # broker gone, unreadable TLS files, or a handler failure
                 self.connected = False
                 self.last_error = str(exc)
+                if not isinstance(exc, aiomqtt.MqttError | ConfigError):
+                    # Unacknowledged messages come back from the broker after the reconnect.
+                    log.exception("ingestion failed; reconnecting")
                 log.warning(
                     "MQTT connection to %s:%s lost (%s); retrying in %.1fs",
                     self.address.host,
@@ -182,18 +198,35 @@ class MqttSource:
             )
             for topic in self.topics:
                 await client.subscribe(topic, qos=self.qos)
-            paho = client._client
-            async for message in client.messages:
-                inbound = InboundMessage(
-                    topic=str(message.topic),
-                    payload=bytes(message.payload)
-                    if isinstance(message.payload, bytes | bytearray)
-                    else str(message.payload).encode(),
-                    qos=message.qos,
-                    retain=message.retain,
-                    received_ms=now_ms(),
-                )
-                await handler(inbound, _acker(paho, message.mid, message.qos))
+            reading = asyncio.create_task(self._read(client, handler))
+            stopping = asyncio.create_task(self._stopping.wait())
+            try:
+                await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopping.cancel()
+            if reading.done():
+                reading.result()  # the connection dropped: raise, and reconnect
+                return
+            reading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reading
+            await self._closing.wait()  # the final acks go out on this connection
+        self.connected = False
+
+    @staticmethod
+    async def _read(client: aiomqtt.Client, handler: Handler) -> None:
+        paho = client._client
+        async for message in client.messages:
+            inbound = InboundMessage(
+                topic=str(message.topic),
+                payload=bytes(message.payload)
+                if isinstance(message.payload, bytes | bytearray)
+                else str(message.payload).encode(),
+                qos=message.qos,
+                retain=message.retain,
+                received_ms=now_ms(),
+            )
+            await handler(inbound, _acker(paho, message.mid, message.qos))
 
 
 def _acker(paho: object, mid: int, qos: int) -> Ack:

@@ -43,6 +43,7 @@ from gateway.persist import Persist, PersistOptions
 from gateway.pipeline import StageTimings, build_pipeline
 from gateway.profiles import Profile, load_profiles
 from gateway.registry import Registry
+from gateway.registry_model import Device
 from gateway.sqlite import SqliteDatabase
 from gateway.stores import TimeSeriesStore, open_store
 from gateway.validate import Limits, Validate
@@ -60,14 +61,21 @@ def open_main_db(settings: Settings) -> SqliteDatabase:
 
 
 async def ensure_admin_token(settings: Settings, tokens: TokenStore) -> str | None:
-    """Make sure an admin token exists; return it when it was just created or configured."""
+    """Make sure an admin token exists; return it only when it was just generated.
+
+    A generated token goes to ``data_dir/admin.token``, created readable by its owner only
+    (never world-readable, not even for a moment); a configured one is never echoed back.
+    """
     token_file = settings.data_dir / "admin.token"
     if settings.api_token is not None:
-        return await tokens.create("admin", "admin", token=settings.api_token.get_secret_value())
+        await tokens.create("admin", "admin", token=settings.api_token.get_secret_value())
+        return None
     if len(tokens) == 0 or not token_file.exists():
         token = await tokens.create("admin", "admin")
-        token_file.write_text(token + "\n", encoding="utf-8")
-        os.chmod(token_file, 0o600)
+        token_file.unlink(missing_ok=True)
+        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(token + "\n")
         log.warning("admin API token written to %s", token_file)
         return token
     return None
@@ -167,9 +175,12 @@ class Gateway:
         )
         self.detectors = DetectorBank(self.registry.profile_of, s.timezone)
         self.registry.on_revoke.append(self.detectors.forget)
+        self.registry.on_add.append(self._watch)
         start = now_ms()
         for device in self.registry.devices():
             self.detectors.expect(device.id, start)
+        # Alerts open before a restart must still clear: the detectors resume their stage.
+        self.detectors.resume(self.alerts.open_alerts(), start)
 
         if s.broker_url is None:
             broker = await stack.enter_async_context(
@@ -219,18 +230,37 @@ class Gateway:
         self._spawn(self._sweep_offline(signals), "ewg-offline")
         self._spawn(self.source.run(handler), "ewg-ingest")
 
+    def _watch(self, device: Device) -> None:
+        """A device registered while running (API, or the CLI next door) is watched for
+        silence from now on, like those registered before the start."""
+        self.detectors.expect(device.id, now_ms())
+
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.create_task(coro, name=name)
         self._tasks.append(task)
 
     async def _alerting(self, signals: asyncio.Queue[list[Signal]]) -> None:
         while True:
-            batch = await signals.get()
-            try:
-                changes = await self.alerts.handle(batch)
+            await self._handle_signals(await signals.get())
+
+    async def _handle_signals(self, batch: list[Signal], attempts: int = 6) -> None:
+        """Signal by signal, retried with backoff: a busy or failing alert database must not
+        cost the fire alarm that happens to share a batch with the signal that failed."""
+        for signal in batch:
+            for attempt in range(attempts):
+                try:
+                    changes = await self.alerts.handle([signal])
+                except Exception:
+                    if attempt == attempts - 1:
+                        self.counters.signals_failed += 1
+                        log.exception(
+                            "alert engine gave up on %s/%s", signal.device_id, signal.rule
+                        )
+                    else:
+                        await asyncio.sleep(0.1 * 2**attempt)
+                    continue
                 self.counters.alerts_raised += sum(c.kind == "raised" for c in changes)
-            except Exception:  # one bad signal must not stop alerting
-                log.exception("alert engine failed on %d signals", len(batch))
+                break
 
     async def _sweep_offline(self, signals: asyncio.Queue[list[Signal]]) -> None:
         while True:
@@ -245,15 +275,21 @@ class Gateway:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        # Ingestion and the sweeper stop first; signals already detected still become
-        # alerts before the alert task stops; then persist flushes and acks.
-        alerting, *others = self._tasks
-        for task in reversed(others):
-            await _cancel(task)
+        # Order matters: stop taking messages (still connected); signals already detected
+        # become alerts; the last batch is made durable and acknowledged on the live
+        # connection; only then disconnect and close the rest.
+        alerting, sweeper, ingest = self._tasks
+        self.source.stop_reading()
+        await _cancel(sweeper)
         while not self._signals.empty():
-            with contextlib.suppress(Exception):
-                await self.alerts.handle(self._signals.get_nowait())
+            await self._handle_signals(self._signals.get_nowait())
         await _cancel(alerting)
+        await self.persist.stop()
+        self.source.close()
+        try:
+            await asyncio.wait_for(ingest, 5)
+        except (TimeoutError, asyncio.CancelledError, Exception):
+            await _cancel(ingest)
         self._tasks.clear()
         await self._stack.aclose()
 
