@@ -8,12 +8,12 @@ device's profile, so adding a device or a rule to a profile needs no code.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from zoneinfo import ZoneInfo
 
-from alerts.model import AlertClass, Severity, Signal, Stage
+from alerts.model import Alert, AlertClass, AlertState, Severity, Signal, Stage
 from detectors._state import get_dict, get_int
 from detectors.base import StageChange
 from detectors.identity import Identity
@@ -197,6 +197,51 @@ class DetectorBank:
             return False
         self._offline.expect(device_id, now_ms, profile.offline_after_s * 1000)
         return True
+
+    def resume(self, alerts: Iterable[Alert], now_ms: int) -> None:
+        """Pick up the alerts still open from before a restart, so they can clear.
+
+        Call once at start-up, after :meth:`expect` (and :meth:`restore`, if any),
+        with the alert engine's open alerts. For each alert whose condition is
+        still active (raised or acknowledged):
+
+        * an offline alert marks its device offline, so its next message reports
+          it back online and :meth:`sweep` does not raise it again;
+        * a threshold alert puts that rule's detector into the stage matching the
+          alert's severity (alarm, else pre-warning if that stage has the colour,
+          else alarm), so the next normal reading clears it and a reading still
+          beyond the bound raises nothing new. A detector already in a raised
+          stage (from a restored snapshot) keeps it.
+
+        Event alerts, cleared alerts and unknown devices or rules are ignored.
+        Nothing is returned: no signal is due, the alerts are already open.
+        """
+        for alert in alerts:
+            if alert.state not in (AlertState.RAISED, AlertState.ACKNOWLEDGED):
+                continue
+            profile = self._profile_of(alert.device_id)
+            if profile is None:
+                continue
+            if alert.rule == OFFLINE_RULE:
+                self._offline.resume_offline(
+                    alert.device_id, min(alert.raised_at, now_ms), profile.offline_after_s * 1000
+                )
+                continue
+            rule = next((r for r in profile.rules if r.name == alert.rule), None)
+            if rule is None:
+                continue  # an event type, or a rule the profile no longer has
+            staged = self._detector(alert.device_id, rule)
+            if staged.stage is not Stage.NORMAL:
+                continue
+            if alert.severity == rule.alarm.severity:
+                stage = Stage.ALARM
+            elif rule.prewarning is not None and alert.severity == rule.prewarning.severity:
+                stage = Stage.PREWARNING
+            else:
+                stage = Stage.ALARM
+            saved = staged.state()
+            saved["stage"] = int(stage)
+            staged.restore(saved)
 
     def forget(self, device_id: str) -> None:
         """Drop every detector of a device removed from the registry."""

@@ -161,6 +161,25 @@ class OfflineDetector:
             return None
         return self._go_offline(device_id, watch, ts_ms)
 
+    def resume_offline(self, device_id: str, since_ms: int, timeout_ms: int) -> None:
+        """Mark a device offline without reporting it: its offline alert is already open.
+
+        Used after a restart, so the device's next message reports it back online
+        and :meth:`sweep` does not report it offline a second time. ``since_ms``
+        (when it went offline, at the latest now) keeps the back-online change
+        from being stamped before it. A device already offline is left alone.
+        """
+        _check_timeout(timeout_ms)
+        watch = self._devices.get(device_id)
+        if watch is None:
+            watch = self._devices[device_id] = _Watch(timeout_ms=timeout_ms, since_ms=since_ms)
+        else:
+            watch.timeout_ms = timeout_ms
+        if watch.offline:
+            return
+        watch.offline = True
+        watch.changed_ms = since_ms
+
     def sweep(self, now_ms: int) -> list[OfflineChange]:
         """Take offline every known device silent for longer than its timeout.
 
