@@ -159,13 +159,15 @@ def serve(
 
     async def main() -> None:
         async with Gateway(settings) as gateway:
-            _announce(settings, gateway.broker_url, gateway.admin_token)
+            _announce(settings, gateway.broker_url, None)
             await _serve_http(settings, gateway)
 
     _run(main())
 
 
 def _announce(settings: Settings, broker_url: str, token: str | None) -> None:
+    """What to open. ``token`` is shown only by the demo: a served gateway's output ends up in
+    logs (journald), so there it only says where the token is."""
     from gateway.mqtt import without_credentials
 
     broker_url = without_credentials(broker_url)
@@ -175,6 +177,8 @@ def _announce(settings: Settings, broker_url: str, token: str | None) -> None:
     typer.echo(f"MQTT broker: {broker_url}")
     if token:
         typer.echo(f"admin token: {token}")
+    elif settings.api_token is not None:
+        typer.echo("admin token: as configured (EWG_API_TOKEN)")
     else:
         typer.echo(f"admin token: in {settings.data_dir / 'admin.token'}")
 
@@ -199,7 +203,6 @@ def demo(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """The demo: embedded broker, gateway, console and a simulated town, in one process."""
-    from gateway.model import now_ms
     from gateway.service import Gateway
     from simulator.runner import Simulator
     from simulator.scenario import load_scenario, registrations
@@ -226,8 +229,8 @@ def demo(
             for device in devices:
                 if device.id not in known:
                     await gateway.registry.add_device(device, "demo")
-                    gateway.detectors.expect(device.id, now_ms())
-            _announce(settings, gateway.broker_url, gateway.admin_token)
+            configured = settings.api_token.get_secret_value() if settings.api_token else None
+            _announce(settings, gateway.broker_url, gateway.admin_token or configured)
             typer.echo(f"simulating {len(sites)} sites, {len(devices)} devices; Ctrl-C stops")
             stop = threading.Event()
             sim = Simulator(town, gateway.broker_url, truth_path=directory / "truth.jsonl")

@@ -172,14 +172,21 @@ class Registry:
         #: Called with a device id when a device is revoked here or, seen on a refresh,
         #: by another process (the gateway forgets its detectors: no offline alarms).
         self.on_revoke: list[Callable[[str], None]] = []
+        #: Called with each device that appears: added here, or seen new on a refresh
+        #: (added by another process, e.g. the CLI) so the gateway can expect it.
+        self.on_add: list[Callable[[Device], None]] = []
 
     async def refresh(self) -> None:
         self._data_version, sites, devices, access = await self.db.run(_load)
         self._checked_at = time.monotonic()
         was_revoked = {a.device_id for a in self._access.values() if a.revoked_ms is not None}
+        known = set(self._devices)
         self._sites = {s.id: s for s in sites}
         self._devices = {d.id: d for d in devices}
         self._access = {a.device_id: a for a in access}
+        for d in devices:
+            if d.id not in known:
+                self._added(d)
         for a in access:
             if a.revoked_ms is not None and a.device_id not in was_revoked:
                 self._revoked(a.device_id)
@@ -189,6 +196,10 @@ class Registry:
             self._checked_at = time.monotonic()
             if await self.db.run(_data_version) != self._data_version:
                 await self.refresh()
+
+    def _added(self, device: Device) -> None:
+        for callback in self.on_add:
+            callback(device)
 
     def _revoked(self, device_id: str) -> None:
         for callback in self.on_revoke:
@@ -292,9 +303,12 @@ class Registry:
             self.site(device.site_id)  # raises NotFoundError
         ts = now_ms()
         await self.db.transaction(_insert_device, device, actor, secret_hash, ts)
+        new = device.id not in self._devices  # a concurrent refresh may have seen it already
         self._devices[device.id] = device
         if secret_hash is not None:
             self._access[device.id] = DeviceAccess(device.id, secret_issued_ms=ts)
+        if new:
+            self._added(device)
         return device
 
     async def set_secret(self, device_id: str, secret_hash: str, actor: str) -> DeviceAccess:

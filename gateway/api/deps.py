@@ -21,8 +21,8 @@ def get_gateway(request: Request) -> Gateway:
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 
 
-def _principal(gateway: Gateway, token: str | None) -> Principal:
-    principal = gateway.tokens.authenticate(token) if token else None
+async def _principal(gateway: Gateway, token: str | None) -> Principal:
+    principal = await gateway.tokens.authenticate(token) if token else None
     if principal is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
@@ -32,22 +32,22 @@ def _principal(gateway: Gateway, token: str | None) -> Principal:
     return principal
 
 
-def require_principal(
+async def require_principal(
     gateway: GatewayDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     """Every API route depends on this: no token, no data."""
-    return _principal(gateway, credentials.credentials if credentials else None)
+    return await _principal(gateway, credentials.credentials if credentials else None)
 
 
-def require_stream_principal(
+async def require_stream_principal(
     gateway: GatewayDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     access_token: Annotated[str | None, Query()] = None,
 ) -> Principal:
     """For SSE only: browsers' EventSource cannot set headers, so a query token is allowed."""
     token = credentials.credentials if credentials else access_token
-    return _principal(gateway, token)
+    return await _principal(gateway, token)
 
 
 PrincipalDep = Annotated[Principal, Depends(require_principal)]

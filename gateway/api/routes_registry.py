@@ -16,7 +16,6 @@ from gateway.api.schemas import (
     SiteOut,
 )
 from gateway.errors import BrokerError, ConflictError, NotFoundError
-from gateway.model import now_ms
 
 router = APIRouter(prefix="/api", tags=["registry"])
 
@@ -76,7 +75,6 @@ async def add_device(
     except BrokerError as exc:
         raise _broker_unavailable(exc) from exc
     device = enrolment.device
-    gateway.detectors.expect(device.id, now_ms())
     _no_store(response)
     out = DeviceOut.of(device, gateway)
     creds = enrolment.credentials
