@@ -124,7 +124,10 @@ def test_vendor_fields_round_trip(profile: str) -> None:
 @pytest.mark.parametrize("name", ["demo", "incidents", "malformed", "stream"])
 def test_shipped_scenarios_load_and_plan(name: str) -> None:
     s = scenario(name)
-    Simulator(s, "mqtt://127.0.0.1:1", profiles=PROFILES)  # plans incidents, no connection
+    sim = Simulator(s, "mqtt://127.0.0.1:1", profiles=PROFILES)  # plans incidents, no connection
+    sites, devices = registrations(s)
+    assert sites and devices and sim.duration_s > 0
+    assert {d.profile for d in devices} <= set(PROFILES)
 
 
 def test_incidents_scenario_has_every_kind_within_25_s() -> None:
