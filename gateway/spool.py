@@ -36,11 +36,10 @@ large as the largest backlog it held, plus a write-ahead log of a few MB.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import sqlite3
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,15 +172,14 @@ class Spool:
                         f"a {len(blob)}-byte batch does not fit in the {room} bytes"
                         f" left of {self.max_bytes}"
                     )
-                with _transaction(conn):
-                    cur = conn.execute(
-                        "INSERT INTO batches (created_ms, readings, events, bytes, body)"
-                        " VALUES (?, ?, ?, ?, ?)",
-                        (created, len(readings), len(events), len(blob), blob),
-                    )
+                cur = conn.execute(
+                    "INSERT INTO batches (created_ms, readings, events, bytes, body)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (created, len(readings), len(events), len(blob), blob),
+                )
                 return int(cur.lastrowid or 0), len(blob)
 
-            batch_id, size = await self.db.run(insert)
+            batch_id, size = await self.db.transaction(insert)
             t = self._totals
             self._totals = _Totals(
                 t.batches + 1,
@@ -215,17 +213,14 @@ class Spool:
         """Drop every batch up to and including ``upto_id`` (after the store took them)."""
 
         def delete(conn: sqlite3.Connection) -> tuple[int, int, int, int, int | None]:
-            with _transaction(conn):
-                # Both lookups walk the primary key: the cost is the batches removed, not kept.
-                gone = conn.execute(
-                    "SELECT COUNT(*), COALESCE(SUM(readings), 0), COALESCE(SUM(events), 0),"
-                    " COALESCE(SUM(bytes), 0) FROM batches WHERE id <= ?",
-                    (upto_id,),
-                ).fetchone()
-                conn.execute("DELETE FROM batches WHERE id <= ?", (upto_id,))
-                first = conn.execute(
-                    "SELECT created_ms FROM batches ORDER BY id LIMIT 1"
-                ).fetchone()
+            # Both lookups walk the primary key: the cost is the batches removed, not kept.
+            gone = conn.execute(
+                "SELECT COUNT(*), COALESCE(SUM(readings), 0), COALESCE(SUM(events), 0),"
+                " COALESCE(SUM(bytes), 0) FROM batches WHERE id <= ?",
+                (upto_id,),
+            ).fetchone()
+            conn.execute("DELETE FROM batches WHERE id <= ?", (upto_id,))
+            first = conn.execute("SELECT created_ms FROM batches ORDER BY id LIMIT 1").fetchone()
             return (
                 int(gone[0]),
                 int(gone[1]),
@@ -235,7 +230,7 @@ class Spool:
             )
 
         async with self._lock:
-            batches, readings, events, size, oldest = await self.db.run(delete)
+            batches, readings, events, size, oldest = await self.db.transaction(delete)
             t = self._totals
             self._totals = _Totals(
                 t.batches - batches,
@@ -244,14 +239,3 @@ class Spool:
                 t.bytes - size,
                 oldest,
             )
-
-
-@contextlib.contextmanager
-def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
