@@ -15,8 +15,6 @@ ValueError: state field 'n' must be an integer, got str
 
 from __future__ import annotations
 
-import math
-
 
 def get_int(state: dict[str, object], key: str) -> int:
     """``state[key]`` as an int (bools are rejected: ``True`` is not a timestamp)."""
@@ -38,14 +36,6 @@ def get_bool(state: dict[str, object], key: str) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"state field {key!r} must be a boolean, got {type(value).__name__}")
     return value
-
-
-def get_float(state: dict[str, object], key: str) -> float:
-    """``state[key]`` as a finite float (JSON has no NaN, and a NaN would poison a detector)."""
-    value = state.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"state field {key!r} must be a finite number, got {value!r}")
-    return float(value)
 
 
 def get_dict(state: dict[str, object], key: str) -> dict[str, object]:

@@ -20,7 +20,7 @@ from urllib.parse import unquote, urlsplit
 
 import aiomqtt
 
-from gateway.errors import BrokerError, ConfigError
+from gateway.errors import ConfigError
 from gateway.model import InboundMessage, now_ms
 
 log = logging.getLogger(__name__)
@@ -235,22 +235,3 @@ def _acker(paho: object, mid: int, qos: int) -> Ack:
             paho.ack(mid, qos)  # type: ignore[attr-defined]
 
     return ack
-
-
-async def check_reachable(
-    address: BrokerAddress, timeout_s: float = 5.0, tls: TlsOptions | None = None
-) -> None:
-    """Raise :class:`BrokerError` unless a broker answers at ``address``."""
-    context = await tls_context(address, tls)
-    try:
-        async with aiomqtt.Client(
-            address.host,
-            address.port,
-            username=address.username,
-            password=address.password,
-            timeout=timeout_s,
-            tls_context=context,
-        ):
-            return
-    except aiomqtt.MqttError as exc:
-        raise BrokerError(f"no MQTT broker at {address.host}:{address.port}: {exc}") from exc

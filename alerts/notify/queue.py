@@ -116,11 +116,6 @@ class DeliveryQueue:
         if tasks:
             await asyncio.gather(*tasks)
 
-    async def idle(self) -> None:
-        """Wait for the attempts already started to finish."""
-        while self._running:
-            await asyncio.gather(*list(self._running), return_exceptions=True)
-
     def _dispatch(self, now: int) -> list[asyncio.Task[None]]:
         started: list[asyncio.Task[None]] = []
         while self._heap and self._heap[0][0] <= now:
