@@ -110,7 +110,8 @@ class Workspace:
         finally:
             while self._files:
                 self._files.pop().close()
-            shutil.rmtree(self.directory, ignore_errors=True)
+            if not os.environ.get("EWG_BENCH_KEEP"):
+                shutil.rmtree(self.directory, ignore_errors=True)
 
 
 class GatewayProcess:
