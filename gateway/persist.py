@@ -53,7 +53,10 @@ class PersistOptions:
     max_pending: int = 200_000
     max_backoff_s: float = 10.0
     #: A store write slower than this counts as failed and its batch is spooled.
-    write_timeout_s: float = 10.0
+    #: None: no timeout. The embedded SQLite store gets none: its write runs in a thread that
+    #: cannot be cancelled, so a timed-out write would commit anyway and its replay from the
+    #: spool (on the same disk) would only add duplicates.
+    write_timeout_s: float | None = 10.0
     #: The store-and-forward spool file; None keeps failed batches in memory, unacknowledged.
     spool_path: Path | None = None
     spool_max_bytes: int = 1024**3

@@ -197,7 +197,7 @@ class Gateway:
             PersistOptions(
                 flush_interval_s=s.flush_interval_s,
                 max_backoff_s=s.store_retry_max_s,
-                write_timeout_s=s.store_write_timeout_s,
+                write_timeout_s=None if s.store == "sqlite" else s.store_write_timeout_s,
                 spool_path=s.data_dir / "spool.db",
                 spool_max_bytes=s.spool_max_bytes,
             ),
