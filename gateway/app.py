@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI
-from fastapi.responses import FileResponse
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse
 
 from gateway.api import (
     routes_alerts,
@@ -26,6 +26,7 @@ from gateway.api import (
     routes_stats,
 )
 from gateway.config import Settings
+from gateway.errors import ConflictError, NotFoundError
 from gateway.service import Gateway
 
 CONSOLE = Path(__file__).resolve().parent / "console" / "index.html"
@@ -45,6 +46,17 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
             yield
 
     app = FastAPI(title="EWG early-warning gateway", version="0.1.0", lifespan=lifespan)
+
+    # One mapping for the whole API: a missing id is a 404 and an illegal change a 409, with
+    # the engine's own sentence as the detail. A route that means something else (an unknown
+    # profile in a request body is a 422) catches the error itself.
+    @app.exception_handler(NotFoundError)
+    async def not_found(_: Request, exc: NotFoundError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(ConflictError)
+    async def conflict(_: Request, exc: ConflictError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=409)
     routers = [
         routes_health.router,
         routes_alerts.router,

@@ -12,7 +12,6 @@ from sse_starlette import EventSourceResponse
 from alerts.model import AlertClass, AlertState, Severity
 from gateway.api.deps import GatewayDep, PrincipalDep, StreamPrincipalDep
 from gateway.api.schemas import AckIn, AlertOut, CloseIn, TransitionOut, iso
-from gateway.errors import ConflictError, NotFoundError
 
 router = APIRouter(prefix="/api/alerts", tags=["alerts"])
 
@@ -75,18 +74,12 @@ async def stream(
 
 @router.get("/{alert_id}")
 async def get_alert(alert_id: int, gateway: GatewayDep, _: PrincipalDep) -> AlertOut:
-    try:
-        return AlertOut.of(await gateway.alerts.get(alert_id), gateway)
-    except NotFoundError as exc:
-        raise HTTPException(404, str(exc)) from exc
+    return AlertOut.of(await gateway.alerts.get(alert_id), gateway)
 
 
 @router.get("/{alert_id}/history")
 async def history(alert_id: int, gateway: GatewayDep, _: PrincipalDep) -> list[TransitionOut]:
-    try:
-        await gateway.alerts.get(alert_id)
-    except NotFoundError as exc:
-        raise HTTPException(404, str(exc)) from exc
+    await gateway.alerts.get(alert_id)
     tz = gateway.settings.timezone
     return [
         TransitionOut(
@@ -104,21 +97,11 @@ async def history(alert_id: int, gateway: GatewayDep, _: PrincipalDep) -> list[T
 async def acknowledge(
     alert_id: int, body: AckIn, gateway: GatewayDep, who: PrincipalDep
 ) -> AlertOut:
-    try:
-        alert = await gateway.alerts.acknowledge(alert_id, who.name, body.note)
-    except NotFoundError as exc:
-        raise HTTPException(404, str(exc)) from exc
-    except ConflictError as exc:
-        raise HTTPException(409, str(exc)) from exc
+    alert = await gateway.alerts.acknowledge(alert_id, who.name, body.note)
     return AlertOut.of(alert, gateway)
 
 
 @router.post("/{alert_id}/close")
 async def close(alert_id: int, body: CloseIn, gateway: GatewayDep, who: PrincipalDep) -> AlertOut:
-    try:
-        alert = await gateway.alerts.close(alert_id, who.name, body.disposition, body.note)
-    except NotFoundError as exc:
-        raise HTTPException(404, str(exc)) from exc
-    except ConflictError as exc:
-        raise HTTPException(409, str(exc)) from exc
+    alert = await gateway.alerts.close(alert_id, who.name, body.disposition, body.note)
     return AlertOut.of(alert, gateway)

@@ -8,7 +8,6 @@ from fastapi import APIRouter, HTTPException, Query
 
 from gateway.api.deps import GatewayDep, PrincipalDep
 from gateway.api.schemas import DeadLetterOut, ReadingOut
-from gateway.errors import NotFoundError
 from gateway.model import now_ms
 
 router = APIRouter(prefix="/api", tags=["data"])
@@ -24,10 +23,7 @@ async def telemetry(
     end_ms: int | None = None,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
 ) -> list[ReadingOut]:
-    try:
-        await gateway.registry.get_device(device_id)
-    except NotFoundError as exc:
-        raise HTTPException(404, str(exc)) from exc
+    await gateway.registry.get_device(device_id)
     end = end_ms if end_ms is not None else now_ms() + 60_000
     start = start_ms if start_ms is not None else end - 6 * 3_600_000
     if start > end:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
 
 from gateway.api.deps import GatewayDep, PrincipalDep
 from gateway.api.schemas import AlertOut, IncidentDetailOut, IncidentOut
-from gateway.errors import NotFoundError
 
 router = APIRouter(prefix="/api/incidents", tags=["incidents"])
 
@@ -36,10 +35,7 @@ async def list_incidents(
 @router.get("/{incident_id}")
 async def get_incident(incident_id: int, gateway: GatewayDep, _: PrincipalDep) -> IncidentDetailOut:
     """The incident with its alerts, worst severity on top."""
-    try:
-        incident = await gateway.alerts.get_incident(incident_id)
-    except NotFoundError as exc:
-        raise HTTPException(404, str(exc)) from exc
+    incident = await gateway.alerts.get_incident(incident_id)
     alerts = await gateway.alerts.list(incident_id=incident_id, limit=MAX_ALERTS)
     alerts.sort(key=lambda a: (-a.severity.rank, not a.is_open, a.raised_at, a.id))
     summary = IncidentOut.of(incident, gateway)

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from alerts.notify.store import Notification, Status
 from gateway.api.deps import GatewayDep, PrincipalDep
 from gateway.api.schemas import iso
-from gateway.errors import NotFoundError
 
 router = APIRouter(tags=["notifications"])
 
@@ -165,10 +164,7 @@ async def alert_notifications(
     alert_id: int, gateway: GatewayDep, _: PrincipalDep
 ) -> list[NotificationOut]:
     """Every notification made for the alert, in order, with every attempt and outcome."""
-    try:
-        await gateway.alerts.get(alert_id)
-    except NotFoundError as exc:
-        raise HTTPException(404, str(exc)) from exc
+    await gateway.alerts.get(alert_id)
     tz = gateway.settings.timezone
     return [NotificationOut.of(n, tz) for n in await gateway.notify.store.for_alert(alert_id)]
 

@@ -27,10 +27,7 @@ async def list_sites(gateway: GatewayDep, _: PrincipalDep) -> list[SiteOut]:
 
 @router.post("/sites", status_code=status.HTTP_201_CREATED)
 async def add_site(body: SiteIn, gateway: GatewayDep, who: PrincipalDep) -> SiteOut:
-    try:
-        return SiteOut.of(await gateway.registry.add_site(body.to_site(), who.name))
-    except ConflictError as exc:
-        raise HTTPException(409, str(exc)) from exc
+    return SiteOut.of(await gateway.registry.add_site(body.to_site(), who.name))
 
 
 @router.get("/devices")
@@ -46,10 +43,7 @@ async def list_devices(
 
 @router.get("/devices/{device_id}")
 async def get_device(device_id: str, gateway: GatewayDep, _: PrincipalDep) -> DeviceOut:
-    try:
-        return DeviceOut.of(await gateway.registry.get_device(device_id), gateway)
-    except NotFoundError as exc:
-        raise HTTPException(404, str(exc)) from exc
+    return DeviceOut.of(await gateway.registry.get_device(device_id), gateway)
 
 
 def _no_store(response: Response) -> None:

@@ -14,7 +14,6 @@ from fastapi import APIRouter, HTTPException, Query, status
 from alerts.silence import Matchers, SilenceState
 from gateway.api.deps import GatewayDep, PrincipalDep
 from gateway.api.schemas import SilenceIn, SilenceOut
-from gateway.errors import ConflictError, NotFoundError
 
 router = APIRouter(prefix="/api/silences", tags=["silences"])
 
@@ -62,20 +61,12 @@ async def add_silence(body: SilenceIn, gateway: GatewayDep, who: PrincipalDep) -
 
 @router.get("/{silence_id}")
 async def get_silence(silence_id: int, gateway: GatewayDep, _: PrincipalDep) -> SilenceOut:
-    try:
-        return SilenceOut.of(await gateway.silences.get(silence_id), gateway)
-    except NotFoundError as exc:
-        raise HTTPException(404, str(exc)) from exc
+    return SilenceOut.of(await gateway.silences.get(silence_id), gateway)
 
 
 @router.delete("/{silence_id}")
 async def expire_silence(silence_id: int, gateway: GatewayDep, who: PrincipalDep) -> SilenceOut:
     """End the silence now. It is kept (with who ended it) rather than deleted."""
-    try:
-        silence = await gateway.silences.expire(silence_id, who.name)
-    except NotFoundError as exc:
-        raise HTTPException(404, str(exc)) from exc
-    except ConflictError as exc:
-        raise HTTPException(409, str(exc)) from exc
+    silence = await gateway.silences.expire(silence_id, who.name)
     await gateway.alerts.remute()
     return SilenceOut.of(silence, gateway)
