@@ -21,7 +21,7 @@ from detectors.offline import OfflineChange, OfflineDetector
 from detectors.staged import Staged
 from detectors.threshold import threshold_from_rule
 from gateway.model import DeviceEvent, Reading, StatusChange
-from gateway.profiles import Profile, ThresholdRule
+from gateway.profiles import EventSpec, Profile, ThresholdRule
 
 #: Looks up a device's profile; None for a device the registry does not know.
 ProfileOf = Callable[[str], Profile | None]
@@ -138,37 +138,27 @@ class DetectorBank:
         if spec is None:
             return signals
         message = f"{spec.title_zh} / {spec.title_en}"
+
+        def signal(rule: str, active: bool, raised_by: EventSpec, severity: Severity) -> Signal:
+            return Signal(
+                device_id=event.device_id,
+                rule=rule,
+                active=active,
+                ts_ms=event.ts_ms,
+                value=None,
+                severity=severity,
+                alert_class=raised_by.alert_class,
+                hazard=raised_by.hazard,
+                message=message,
+            )
+
         if spec.clears is not None:
             cleared = profile.events.get(spec.clears)
             # A cleared type without a severity never raised anything, so there is nothing to end.
             if cleared is not None and cleared.severity is not None:
-                signals.append(
-                    Signal(
-                        device_id=event.device_id,
-                        rule=spec.clears,
-                        active=False,
-                        ts_ms=event.ts_ms,
-                        value=None,
-                        severity=cleared.severity,
-                        alert_class=cleared.alert_class,
-                        hazard=cleared.hazard,
-                        message=message,
-                    )
-                )
+                signals.append(signal(spec.clears, False, cleared, cleared.severity))
         if spec.severity is not None:
-            signals.append(
-                Signal(
-                    device_id=event.device_id,
-                    rule=event.type,
-                    active=True,
-                    ts_ms=event.ts_ms,
-                    value=None,
-                    severity=spec.severity,
-                    alert_class=spec.alert_class,
-                    hazard=spec.hazard,
-                    message=message,
-                )
-            )
+            signals.append(signal(event.type, True, spec, spec.severity))
         return signals
 
     def on_status(self, status: StatusChange) -> list[Signal]:

@@ -62,6 +62,18 @@ def dynsec_config(directory: Path, admin: str, password: str) -> list[str]:
     return [f"plugin {DYNSEC_PLUGIN}", f"plugin_opt_config_file {state}"]
 
 
+def terminate(process: subprocess.Popen[bytes] | None, timeout_s: float) -> None:
+    """SIGTERM, and SIGKILL if the server has not exited within ``timeout_s``."""
+    if process is None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class Mosquitto:
     """A real Mosquitto broker; ``restart()`` keeps its port and persistence file.
 
@@ -134,14 +146,8 @@ class Mosquitto:
         return self
 
     def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-            self.process = None
+        terminate(self.process, 10)
+        self.process = None
 
     def restart(self) -> None:
         self.stop()
@@ -203,14 +209,8 @@ class VictoriaMetrics:
 
     def stop(self) -> None:
         """A graceful stop: VictoriaMetrics writes what it buffered to disk first."""
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-            self.process = None
+        terminate(self.process, 20)
+        self.process = None
 
     def restart(self) -> None:
         self.stop()
