@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from gateway import audit
 from gateway.model import now_ms
+from gateway.scope import TOWN, Scope
 from gateway.sqlite import SqliteDatabase
 
 SCHEMA = """
@@ -40,6 +41,8 @@ class Principal:
 
     name: str
     role: str
+    #: What the principal may see; the whole town unless cut down (see ``gateway.scope``).
+    scope: Scope = TOWN
 
 
 def hash_token(token: str) -> str:
