@@ -15,6 +15,7 @@ from fastapi.responses import FileResponse, JSONResponse
 
 from gateway.api import (
     routes_alerts,
+    routes_console,
     routes_data,
     routes_health,
     routes_incidents,
@@ -71,6 +72,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
         # -- routers: rectification items, statistics --
         routes_rectification.router,
         routes_stats.router,
+        routes_console.router,
     ]
     for router in routers:
         app.include_router(router)
