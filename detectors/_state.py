@@ -43,3 +43,37 @@ def get_dict(state: dict[str, object], key: str) -> dict[str, object]:
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
         raise ValueError(f"state field {key!r} must be a mapping, got {type(value).__name__}")
     return value
+
+
+def get_float(state: dict[str, object], key: str) -> float:
+    """``state[key]`` as a finite float (JSON has no NaN; an int is fine: ``3`` is ``3.0``)."""
+    value = state.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"state field {key!r} must be a number, got {type(value).__name__}")
+    result = float(value)
+    if result != result or result in (float("inf"), float("-inf")):
+        raise ValueError(f"state field {key!r} must be finite, got {result}")
+    return result
+
+
+def get_opt_float(state: dict[str, object], key: str) -> float | None:
+    """``state[key]`` as a finite float, or None when it is null or missing."""
+    if state.get(key) is None:
+        return None
+    return get_float(state, key)
+
+
+def get_int_list(state: dict[str, object], key: str) -> list[int]:
+    """``state[key]`` as a list of ints (e.g. recent timestamps)."""
+    value = state.get(key)
+    if not isinstance(value, list):
+        raise ValueError(f"state field {key!r} must be a list, got {type(value).__name__}")
+    return [get_int({key: item}, key) for item in value]
+
+
+def get_float_list(state: dict[str, object], key: str) -> list[float]:
+    """``state[key]`` as a list of finite floats (e.g. recent values)."""
+    value = state.get(key)
+    if not isinstance(value, list):
+        raise ValueError(f"state field {key!r} must be a list, got {type(value).__name__}")
+    return [get_float({key: item}, key) for item in value]
