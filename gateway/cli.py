@@ -21,7 +21,8 @@ from gateway.errors import EwgError
 from gateway.registry_model import Device, Site
 
 if TYPE_CHECKING:
-    from gateway.broker_accounts import Credentials, DeviceAccounts
+    from gateway.broker_accounts import DeviceAccounts
+    from gateway.connection_sheet import ConnectionSheet
     from gateway.service import Gateway
 
 app = typer.Typer(
@@ -331,13 +332,31 @@ def _cli_actor() -> str:
         return "cli"
 
 
-def _echo_credentials(credentials: Credentials) -> None:
-    typer.secho(
-        "MQTT connection details; the secret is shown only now (EWG keeps only a hash of it):",
-        fg=typer.colors.YELLOW,
-    )
-    for line in credentials.lines():
+def _echo_sheet(sheet: ConnectionSheet) -> None:
+    """The device's connection sheet (``gateway/connection_sheet.py``), as the portal shows it."""
+    if sheet.secret is not None:
+        typer.secho(
+            "MQTT connection details; the secret is shown only now (EWG keeps only a hash of it):",
+            fg=typer.colors.YELLOW,
+        )
+    else:
+        typer.secho("MQTT connection details:", fg=typer.colors.YELLOW)
+    for line in sheet.lines():
         typer.echo(line)
+
+
+async def _added_sheet(accounts: DeviceAccounts, device: Device) -> ConnectionSheet:
+    from gateway.connection_sheet import sheet_for
+
+    enrolment = await accounts.add(device, _cli_actor())
+    return sheet_for(accounts, enrolment.device, enrolment.credentials)
+
+
+async def _rotated_sheet(accounts: DeviceAccounts, device_id: str) -> ConnectionSheet:
+    from gateway.connection_sheet import sheet_for
+
+    credentials = await accounts.rotate(device_id, _cli_actor())
+    return sheet_for(accounts, await accounts.registry.get_device(device_id), credentials)
 
 
 @device_app.command("add")
@@ -354,10 +373,9 @@ def device_add(
     give it its own MQTT secret, printed once)."""
     settings = _settings(config, data_dir=data_dir)
     device = Device(device_id, profile, site, name, parent)
-    enrolment = _run(_with_accounts(settings, lambda a: a.add(device, _cli_actor())))
+    sheet = _run(_with_accounts(settings, lambda a: _added_sheet(a, device)))
     typer.echo(f"device {device_id} added; it publishes to ewg/v1/{device_id}/telemetry")
-    if enrolment.credentials is not None:
-        _echo_credentials(enrolment.credentials)
+    _echo_sheet(sheet)
 
 
 @device_app.command("rotate-secret")
@@ -366,9 +384,9 @@ def device_rotate_secret(
 ) -> None:
     """Give a device a new MQTT secret (printed once); the old one stops working at once."""
     settings = _settings(config, data_dir=data_dir)
-    credentials = _run(_with_accounts(settings, lambda a: a.rotate(device_id, _cli_actor())))
+    sheet = _run(_with_accounts(settings, lambda a: _rotated_sheet(a, device_id)))
     typer.echo(f"device {device_id} has a new secret; the old one no longer connects")
-    _echo_credentials(credentials)
+    _echo_sheet(sheet)
 
 
 @device_app.command("revoke")

@@ -321,7 +321,8 @@ async def test_cli_prints_working_connection_details_rotates_and_revokes(
         )
         _, err = await pub.communicate()
         assert pub.returncode == 0, err
-        await arrived(live, "efm-9", 0.0)
+        sent = json.loads(shlex.split(example)[-1])["values"][METRIC]
+        await arrived(live, "efm-9", sent)
 
         rotated = await ewg("device", "rotate-secret", "efm-9")
         new = field(rotated, "secret:")
