@@ -10,6 +10,10 @@ on the hot path too, so a device revoked from the CLI is refused within a second
 Each device's access (its MQTT secret's argon2id hash, when it was issued, whether it
 is revoked) lives in ``device_access``: a table of its own so databases created before
 it existed need no migration, and so the hash never travels with :class:`Device`.
+For the same reason a device's relations (its ``room`` and ``circuit``, which the
+cross-sensor detector pairs devices by) live in ``device_relations``, and enterprises
+with their working hours and shutdown orders in the tables of
+:mod:`gateway.registry_enterprises`.
 """
 
 from __future__ import annotations
@@ -18,13 +22,22 @@ import asyncio
 import sqlite3
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, replace
 
-from gateway import audit
+from gateway import audit, registry_enterprises
 from gateway.errors import ConflictError, NotFoundError
 from gateway.model import now_ms
 from gateway.profiles import Profile
-from gateway.registry_model import Device, DeviceAccess, Site
+from gateway.registry_enterprises import InvalidEnterpriseError, check_period
+from gateway.registry_model import (
+    RELATION_KINDS,
+    Calendar,
+    Device,
+    DeviceAccess,
+    Enterprise,
+    ShutdownPeriod,
+    Site,
+)
 from gateway.sqlite import SqliteDatabase
 
 SCHEMA = """
@@ -50,7 +63,13 @@ CREATE TABLE IF NOT EXISTS device_access (
     revoked_ms INTEGER,
     revoked_by TEXT
 );
+CREATE TABLE IF NOT EXISTS device_relations (
+    device_id TEXT PRIMARY KEY REFERENCES devices (id),
+    room TEXT,
+    circuit TEXT
+);
 """
+SCHEMA += registry_enterprises.SCHEMA
 
 #: How often the hot path asks SQLite whether another process changed the registry.
 RECHECK_S = 1.0
@@ -60,9 +79,17 @@ def _data_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA data_version").fetchone()[0])
 
 
-def _load(
-    conn: sqlite3.Connection,
-) -> tuple[int, list[Site], list[Device], list[DeviceAccess]]:
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    version: int
+    sites: list[Site]
+    devices: list[Device]
+    access: list[DeviceAccess]
+    enterprises: list[Enterprise]
+    periods: list[ShutdownPeriod]
+
+
+def _load(conn: sqlite3.Connection) -> _Loaded:
     version = _data_version(conn)
     sites = [
         Site(*row)
@@ -72,7 +99,10 @@ def _load(
     ]
     devices = [
         Device(*row)
-        for row in conn.execute("SELECT id, profile, site_id, name, parent_id FROM devices")
+        for row in conn.execute(
+            "SELECT id, profile, site_id, name, parent_id, room, circuit FROM devices"
+            " LEFT JOIN device_relations ON device_relations.device_id = devices.id"
+        )
     ]
     access = [
         DeviceAccess(*row)
@@ -80,7 +110,8 @@ def _load(
             "SELECT device_id, secret_issued_ms, revoked_ms, revoked_by FROM device_access"
         )
     ]
-    return version, sites, devices, access
+    enterprises, periods = registry_enterprises.load(conn)
+    return _Loaded(version, sites, devices, access, enterprises, periods)
 
 
 def _insert_site(conn: sqlite3.Connection, site: Site, actor: str) -> None:
@@ -104,6 +135,8 @@ def _insert_device(
         )
     except sqlite3.IntegrityError as exc:
         raise ConflictError(f"device {device.id!r} already exists") from exc
+    if device.room is not None or device.circuit is not None:
+        _write_relations(conn, device.id, device.room, device.circuit)
     detail: dict[str, object] = asdict(device)
     if secret_hash is not None:
         conn.execute(
@@ -112,6 +145,29 @@ def _insert_device(
         )
         detail["mqtt_secret"] = "issued"
     audit.record(conn, actor, "device.add", device.id, detail)
+
+
+def _write_relations(
+    conn: sqlite3.Connection, device_id: str, room: str | None, circuit: str | None
+) -> None:
+    conn.execute(
+        "INSERT INTO device_relations (device_id, room, circuit) VALUES (?, ?, ?)"
+        " ON CONFLICT (device_id) DO UPDATE SET room = excluded.room, circuit = excluded.circuit",
+        (device_id, room, circuit),
+    )
+
+
+def _set_relations(
+    conn: sqlite3.Connection, device: Device, room: str | None, circuit: str | None, actor: str
+) -> None:
+    _write_relations(conn, device.id, room, circuit)
+    audit.record(
+        conn,
+        actor,
+        "device.relate",
+        device.id,
+        {"room": room, "circuit": circuit, "old_room": device.room, "old_circuit": device.circuit},
+    )
 
 
 def _set_secret(
@@ -166,6 +222,12 @@ class Registry:
         self._sites: dict[str, Site] = {}
         self._devices: dict[str, Device] = {}
         self._access: dict[str, DeviceAccess] = {}
+        self._enterprises: dict[str, Enterprise] = {}
+        self._periods: dict[int, ShutdownPeriod] = {}
+        #: Device ids by (site, relation kind, tag), for :meth:`related`.
+        self._relations: dict[tuple[str, str, str], list[str]] = {}
+        #: Calendars built on demand, dropped whenever enterprises or periods change.
+        self._calendars: dict[str, Calendar | None] = {}
         self._data_version = -1
         self._checked_at = 0.0
         self._refresh_lock = asyncio.Lock()
@@ -177,13 +239,19 @@ class Registry:
         self.on_add: list[Callable[[Device], None]] = []
 
     async def refresh(self) -> None:
-        self._data_version, sites, devices, access = await self.db.run(_load)
+        loaded = await self.db.run(_load)
+        self._data_version = loaded.version
+        sites, devices, access = loaded.sites, loaded.devices, loaded.access
         self._checked_at = time.monotonic()
         was_revoked = {a.device_id for a in self._access.values() if a.revoked_ms is not None}
         known = set(self._devices)
         self._sites = {s.id: s for s in sites}
         self._devices = {d.id: d for d in devices}
         self._access = {a.device_id: a for a in access}
+        self._enterprises = {e.id: e for e in loaded.enterprises}
+        self._periods = {p.id: p for p in loaded.periods}
+        self._calendars.clear()
+        self._index_relations()
         for d in devices:
             if d.id not in known:
                 self._added(d)
@@ -196,6 +264,17 @@ class Registry:
             self._checked_at = time.monotonic()
             if await self.db.run(_data_version) != self._data_version:
                 await self.refresh()
+
+    def _index_relations(self) -> None:
+        index: dict[tuple[str, str, str], list[str]] = {}
+        for device in self._devices.values():
+            for kind in RELATION_KINDS:
+                tag = getattr(device, kind)
+                if tag:
+                    index.setdefault((device.site_id, kind, tag), []).append(device.id)
+        for ids in index.values():
+            ids.sort()
+        self._relations = index
 
     def _added(self, device: Device) -> None:
         for callback in self.on_add:
@@ -244,6 +323,66 @@ class Registry:
         if device is None or self.is_revoked(device_id):
             return None
         return self.profiles.get(device.profile)
+
+    def related_ids(self, device_id: str, kind: str) -> list[str]:
+        """Ids of the other devices at the same site with the same ``room`` or ``circuit``
+        (``kind``), revoked ones left out; empty for an untagged or unknown device.
+
+        In memory and cheap (an index kept per refresh): the detectors ask on every point.
+        """
+        device = self._devices.get(device_id)
+        if kind not in RELATION_KINDS:
+            raise ValueError(f"relation kind {kind!r} unknown; known: {', '.join(RELATION_KINDS)}")
+        tag = getattr(device, kind) if device is not None else None
+        if device is None or not tag:
+            return []
+        return [
+            other
+            for other in self._relations.get((device.site_id, kind, tag), ())
+            if other != device_id and not self.is_revoked(other)
+        ]
+
+    def related(self, device_id: str, kind: str) -> list[Device]:
+        """The devices :meth:`related_ids` names."""
+        return [self._devices[i] for i in self.related_ids(device_id, kind)]
+
+    def enterprises(self) -> list[Enterprise]:
+        return sorted(self._enterprises.values(), key=lambda e: e.id)
+
+    def find_enterprise(self, enterprise_id: str) -> Enterprise | None:
+        return self._enterprises.get(enterprise_id)
+
+    def enterprise(self, enterprise_id: str) -> Enterprise:
+        try:
+            return self._enterprises[enterprise_id]
+        except KeyError:
+            raise NotFoundError(f"enterprise {enterprise_id!r} not found") from None
+
+    def shutdowns(self, enterprise_id: str | None = None) -> list[ShutdownPeriod]:
+        """No-production periods (shutdown orders and holidays), by start."""
+        return sorted(
+            (p for p in self._periods.values() if enterprise_id in (None, p.enterprise_id)),
+            key=lambda p: (p.start_ms, p.id),
+        )
+
+    def calendar(self, enterprise_id: str) -> Calendar | None:
+        """The enterprise's :class:`Calendar` (hours, days, periods); None if not registered."""
+        if enterprise_id not in self._calendars:
+            enterprise = self._enterprises.get(enterprise_id)
+            self._calendars[enterprise_id] = (
+                None
+                if enterprise is None
+                else Calendar.of(enterprise, self.shutdowns(enterprise_id))
+            )
+        return self._calendars[enterprise_id]
+
+    def calendar_of(self, device_id: str) -> Calendar | None:
+        """The calendar of the enterprise owning the device's site, if it has one."""
+        device = self._devices.get(device_id)
+        site = self._sites.get(device.site_id) if device is not None else None
+        if site is None or not site.enterprise:
+            return None
+        return self.calendar(site.enterprise)
 
     async def find_device(self, device_id: str) -> Device | None:
         """The device; on a miss, re-read the registry if another process (the CLI)
@@ -309,7 +448,54 @@ class Registry:
             self._access[device.id] = DeviceAccess(device.id, secret_issued_ms=ts)
         if new:
             self._added(device)
+        self._index_relations()
         return device
+
+    async def set_relations(
+        self, device_id: str, room: str | None, circuit: str | None, actor: str
+    ) -> Device:
+        """Set (or, with None, drop) a device's room and circuit tags (audited)."""
+        device = await self.get_device(device_id)
+        await self.db.transaction(_set_relations, device, room or None, circuit or None, actor)
+        updated = replace(device, room=room or None, circuit=circuit or None)
+        self._devices[device_id] = updated
+        self._index_relations()
+        return updated
+
+    async def set_enterprise(self, enterprise: Enterprise, actor: str) -> Enterprise:
+        """Register an enterprise or replace its hours and baselines (audited)."""
+        try:
+            enterprise.check()
+        except ValueError as exc:
+            raise InvalidEnterpriseError(str(exc)) from None
+        await self.db.transaction(registry_enterprises.upsert, enterprise, actor)
+        self._enterprises[enterprise.id] = enterprise
+        self._calendars.pop(enterprise.id, None)
+        return enterprise
+
+    async def add_shutdown(self, period: ShutdownPeriod, actor: str) -> ShutdownPeriod:
+        """Record a shutdown order or holiday of a registered enterprise (audited)."""
+        check_period(period)
+        if period.enterprise_id not in self._enterprises:
+            await self.refresh()
+            self.enterprise(period.enterprise_id)  # raises NotFoundError
+        stored = await self.db.transaction(
+            registry_enterprises.add_period,
+            replace(period, created_by=actor, created_ms=period.created_ms or now_ms()),
+            actor,
+        )
+        self._periods[stored.id] = stored
+        self._calendars.pop(stored.enterprise_id, None)
+        return stored
+
+    async def end_shutdown(self, period_id: int, end_ms: int, actor: str) -> ShutdownPeriod:
+        """Move a period's end: a shutdown lifted early (or extended); audited."""
+        stored = await self.db.transaction(
+            registry_enterprises.end_period, period_id, end_ms, actor
+        )
+        self._periods[stored.id] = stored
+        self._calendars.pop(stored.enterprise_id, None)
+        return stored
 
     async def set_secret(self, device_id: str, secret_hash: str, actor: str) -> DeviceAccess:
         """Record a newly issued secret's hash (audited); the old one is forgotten."""
