@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from gateway import cli_detectors
 from gateway.config import Settings, load_settings
 from gateway.errors import EwgError
 from gateway.registry_model import Device, Site
@@ -443,6 +444,9 @@ def profiles_list(directory: Annotated[Path | None, typer.Option("--dir")] = Non
         typer.echo(
             f"{p.name}\t{p.title_zh} / {p.title_en}\t{len(p.metrics)} metrics\t{len(p.rules)} rules"
         )
+
+
+cli_detectors.register(app)  # ewg backtest, ewg evaluate
 
 
 def main() -> None:
