@@ -15,6 +15,7 @@ from fastapi.responses import FileResponse, JSONResponse
 
 from gateway.api import (
     routes_alerts,
+    routes_auth,
     routes_console,
     routes_data,
     routes_health,
@@ -60,6 +61,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
         return JSONResponse({"detail": str(exc)}, status_code=409)
     routers = [
         routes_health.router,
+        routes_auth.router,
         routes_alerts.router,
         routes_registry.router,
         routes_data.router,

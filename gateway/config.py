@@ -83,6 +83,18 @@ class Settings(BaseSettings):
     #: Client certificate and key (PEM), only for brokers that require mutual TLS.
     mqtt_client_cert: Path | None = None
     mqtt_client_key: Path | None = None
+    # -- accounts, login sessions and access (gateway.accounts, gateway.sessions) --
+    #: A login session ends after this long without a request...
+    session_idle_s: float = Field(default=8 * 3600, gt=0)
+    #: ...and after this long in any case (a duty shift and a bit).
+    session_max_s: float = Field(default=14 * 3600, gt=0)
+    #: ``Secure`` flag of the session cookies. None: set it when the request came over https
+    #: (also behind a proxy that forwards the scheme); say true behind one that does not.
+    cookie_secure: bool | None = None
+    #: After this many failed logins in a row for one username or one client address...
+    login_max_failures: int = Field(default=5, ge=1)
+    #: ...every further try is refused for this long, doubling per failure up to 15 minutes.
+    login_backoff_s: float = Field(default=2.0, gt=0)
 
     @classmethod
     def settings_customise_sources(

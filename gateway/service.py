@@ -28,7 +28,8 @@ from alerts.stats import Statistics
 from alerts.store import SCHEMA as ALERT_SCHEMA
 from alerts.store import AlertStore
 from detectors.bank import DetectorBank
-from gateway import audit, auth, deadletter, registry
+from gateway import accounts, audit, auth, deadletter, registry, sessions
+from gateway.accounts import UserStore
 from gateway.auth import TokenStore
 from gateway.broker import EmbeddedBroker
 from gateway.broker_accounts import DeviceAccounts, device_accounts, tls_options
@@ -44,6 +45,7 @@ from gateway.pipeline import StageTimings, build_pipeline
 from gateway.profiles import Profile, load_profiles
 from gateway.registry import Registry
 from gateway.registry_model import Device
+from gateway.sessions import SessionStore
 from gateway.sqlite import SqliteDatabase
 from gateway.stores import TimeSeriesStore, open_store
 from gateway.validate import Limits, Validate
@@ -52,6 +54,7 @@ log = logging.getLogger(__name__)
 
 TOPICS = ["ewg/v1/+/telemetry", "ewg/v1/+/event", "ewg/v1/+/status"]
 MAIN_SCHEMA = registry.SCHEMA + audit.SCHEMA + deadletter.SCHEMA + auth.SCHEMA + ALERT_SCHEMA
+MAIN_SCHEMA += accounts.SCHEMA + sessions.SCHEMA
 
 
 def open_main_db(settings: Settings) -> SqliteDatabase:
@@ -96,6 +99,8 @@ class Gateway:
     registry: Registry
     accounts: DeviceAccounts
     tokens: TokenStore
+    users: UserStore
+    sessions: SessionStore
     store: TimeSeriesStore
     dead_letters: DeadLetterStore
     alerts: AlertEngine
@@ -137,6 +142,8 @@ class Gateway:
         self.tokens = TokenStore(self.db)
         await self.tokens.load()
         self.admin_token = await ensure_admin_token(s, self.tokens)
+        self.users = UserStore(self.db)
+        self.sessions = SessionStore(self.db, s.session_idle_s, s.session_max_s)
         self.store = await open_store(s)
         stack.push_async_callback(self.store.close)
         self.dead_letters = DeadLetterStore(self.db)
