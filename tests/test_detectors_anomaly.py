@@ -53,8 +53,9 @@ def test_process_many_equals_the_streaming_loop(cls: type, kwargs: dict[str, obj
         streaming.learn_one(int(t), float(v))
     batch = cls(**kwargs)
     half = 250
-    got = np.concatenate([batch.process_many(ts[:half], values[:half]),
-                          batch.process_many(ts[half:], values[half:])])
+    got = np.concatenate(
+        [batch.process_many(ts[:half], values[:half]), batch.process_many(ts[half:], values[half:])]
+    )
     np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
     assert batch.state().keys() == streaming.state().keys()
 

@@ -14,7 +14,7 @@ True
 >>> make_anomaly("nope")
 Traceback (most recent call last):
 ...
-ValueError: unknown anomaly method 'nope'; known: robust_ewma
+ValueError: unknown anomaly method 'nope'; known: cusum, robust_ewma, seasonal
 """
 
 from __future__ import annotations
@@ -22,12 +22,16 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 
+from detectors.anomaly.cusum import Cusum
 from detectors.anomaly.ewma import RobustEWMA
+from detectors.anomaly.seasonal import SeasonalBaseline
 from detectors.base import Scorer
 
 #: Method name -> constructor (keyword parameters only, all numbers).
 METHODS: dict[str, Callable[..., Scorer]] = {
     "robust_ewma": RobustEWMA,
+    "seasonal": SeasonalBaseline,
+    "cusum": Cusum,
 }
 
 #: The method a ``type: anomaly`` rule gets when it names none.
@@ -45,7 +49,7 @@ RECOMMENDED_STAGES: dict[str, float | int] = {
 }
 
 
-def make_anomaly(method: str = DEFAULT_METHOD, **params: float) -> Scorer:
+def make_anomaly(method: str = DEFAULT_METHOD, **params: float | str) -> Scorer:
     """A fresh scorer of ``method`` with ``params``; ValueError on an unknown method or param."""
     try:
         factory = METHODS[method]
@@ -62,4 +66,12 @@ def make_anomaly(method: str = DEFAULT_METHOD, **params: float) -> Scorer:
     return factory(**params)
 
 
-__all__ = ["DEFAULT_METHOD", "METHODS", "RECOMMENDED_STAGES", "RobustEWMA", "make_anomaly"]
+__all__ = [
+    "DEFAULT_METHOD",
+    "METHODS",
+    "RECOMMENDED_STAGES",
+    "Cusum",
+    "RobustEWMA",
+    "SeasonalBaseline",
+    "make_anomaly",
+]
