@@ -39,6 +39,10 @@ class Identity:
     def score_many(self, ts_ms: Timestamps, values: Floats) -> Floats:
         return np.array(values, dtype=np.float64, copy=True)
 
+    def process_many(self, ts_ms: Timestamps, values: Floats) -> Floats:
+        """Score then learn each point in order: with nothing to learn, just the values."""
+        return np.array(values, dtype=np.float64, copy=True)
+
     def state(self) -> dict[str, object]:
         return {}
 

@@ -1,0 +1,273 @@
+"""Rate of rise: how fast a reading climbs, in units per minute, robust to one bad sample.
+
+A fixed-temperature heat detector alarms at 54-85 °C; a rate-of-rise one (class
+suffix R, ~10 °C/min in practice, ``domain.md``) alarms on a fast climb long
+before that, which is what catches a smouldering cable or a hot ash hopper early.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import numpy.typing as npt
+from numpy.lib.stride_tricks import sliding_window_view
+
+from detectors._state import get_float_list, get_int_list
+from detectors.base import Floats, Timestamps
+
+_MS_PER_MIN = 60_000.0
+_NEVER = np.iinfo(np.int64).min
+#: Rows per block in the vectorised path, so 1M points never need ~200 MB of slopes at once.
+_BLOCK = 32_768
+
+
+class RateOfRise:
+    """Rise rate (units per minute, e.g. °C/min) over the last few points within a window.
+
+    The score is the **repeated-median slope** (Siegel): for each of the last
+    ``max_points`` points no older than ``window_s`` before the newest one, the
+    median of its slopes to the others; the score is the median of those. Why
+    this estimator:
+
+    * a least-squares slope, or the plain difference over the window, is moved by
+      every sample: one +30 °C glitch among a few points 10 s apart reads as a
+      rise of far more than 10 °C/min and would page duty staff for a fire that
+      is not there;
+    * medians of slopes ignore bad points. Theil–Sen (the median of all pairwise
+      slopes) tolerates ~29 % of them, so it needs 5 points before one glitch is
+      harmless; the repeated median tolerates just under half, so a single glitch
+      cannot move it from 4 points on: that matters for a heat detector reporting
+      every 15 s into a 60 s window. (No slope estimator can tell a glitch from
+      a real jump with only 3 points; keep ``min_points >= 4`` where the first
+      points after a (re)start must not be fooled either.)
+    * a median filter before a slope would do too, but adds a fixed one-sample
+      delay to every real rise; the repeated median needs no future point and
+      works directly on irregular timestamps.
+
+    At most ``max_points`` points are kept, so each point costs O(1)
+    (``max_points**2`` slopes at most). The window is measured back from the
+    newest point, so a gap longer than ``window_s`` restarts it: the score is NaN
+    (no opinion) until ``min_points`` points fall in the window again.
+
+    The score of a point includes the point itself (the rate *now*). Points
+    not newer than the newest one learnt (a repeated or late delivery) and
+    non-finite values score NaN and are not learnt: a rate is about the
+    present, and a late point must not bend it.
+
+    Examples
+    --------
+    A cable heating at 12 °C/min from 50 s on, sampled every 10 s, with one
+    glitch of +30 °C at 30 s:
+
+    >>> ror = RateOfRise(window_s=60)
+    >>> series = [(0, 25.0), (10_000, 25.0), (20_000, 25.0), (30_000, 55.0), (40_000, 25.0),
+    ...           (50_000, 25.0), (60_000, 27.0), (70_000, 29.0), (80_000, 31.0),
+    ...           (90_000, 33.0), (100_000, 35.0), (110_000, 37.0)]
+    >>> for ts, celsius in series:
+    ...     score = ror.score_one(ts, celsius)
+    ...     ror.learn_one(ts, celsius)
+    ...     print(ts // 1000, celsius, round(score, 1))
+    0 25.0 nan
+    10 25.0 nan
+    20 25.0 0.0
+    30 55.0 0.0
+    40 25.0 0.0
+    50 25.0 0.0
+    60 27.0 0.0
+    70 29.0 1.2
+    80 31.0 6.0
+    90 33.0 12.0
+    100 35.0 12.0
+    110 37.0 12.0
+
+    The glitch did not register; the rise shows once it makes up more than half
+    of the window. The vectorised path gives the same scores and leaves the
+    same state:
+
+    >>> again = RateOfRise(window_s=60)
+    >>> ts = np.array([t for t, _ in series]); values = np.array([v for _, v in series])
+    >>> np.round(again.process_many(ts, values), 1).tolist()[-5:]
+    [1.2, 6.0, 12.0, 12.0, 12.0]
+    >>> again.state() == ror.state()
+    True
+    """
+
+    __slots__ = ("_max_points", "_min_points", "_ts", "_values", "_window_ms", "window_s")
+
+    def __init__(self, window_s: float = 60.0, min_points: int = 3, *, max_points: int = 8) -> None:
+        if not (math.isfinite(window_s) and window_s > 0):
+            raise ValueError(f"window_s must be a finite number > 0, got {window_s}")
+        if not 2 <= max_points <= 64:
+            raise ValueError(f"max_points must be in 2..64, got {max_points}")
+        if not 2 <= min_points <= max_points:
+            raise ValueError(
+                f"min_points must be in 2..max_points ({max_points}), got {min_points}"
+            )
+        self.window_s = float(window_s)
+        self._window_ms = self.window_s * 1000.0
+        self._min_points = min_points
+        self._max_points = max_points
+        # The newest points, oldest first; timestamps strictly increasing.
+        self._ts: list[int] = []
+        self._values: list[float] = []
+
+    @classmethod
+    def _contract_params(cls) -> list[dict[str, object]]:
+        return [{}, {"window_s": 600.0, "min_points": 5}, {"window_s": 3600.0, "max_points": 4}]
+
+    # -- streaming -------------------------------------------------------------
+
+    def _accepts(self, ts_ms: int, value: float) -> bool:
+        return math.isfinite(value) and (not self._ts or ts_ms > self._ts[-1])
+
+    def score_one(self, ts_ms: int, value: float) -> float:
+        ts_ms, value = int(ts_ms), float(value)
+        if not self._accepts(ts_ms, value):
+            return math.nan
+        keep = self._max_points - 1
+        ts = [*self._ts[-keep:], ts_ms]
+        values = [*self._values[-keep:], value]
+        oldest = ts_ms - self._window_ms
+        first = 0
+        while ts[first] < oldest:
+            first += 1
+        if len(ts) - first < self._min_points:
+            return math.nan
+        return _repeated_median(ts[first:], values[first:])
+
+    def learn_one(self, ts_ms: int, value: float) -> None:
+        ts_ms, value = int(ts_ms), float(value)
+        if not self._accepts(ts_ms, value):
+            return
+        self._ts.append(ts_ms)
+        self._values.append(value)
+        if len(self._ts) > self._max_points:
+            del self._ts[0], self._values[0]
+
+    # -- vectorised ------------------------------------------------------------
+
+    def score_many(self, ts_ms: Timestamps, values: Floats) -> Floats:
+        ts = np.asarray(ts_ms, dtype=np.int64)
+        vs = np.asarray(values, dtype=np.float64)
+        n, k = len(ts), self._max_points
+        last = self._ts[-1] if self._ts else _NEVER
+        ok = np.isfinite(vs) & (ts > last)
+        # Every row: the kept points (left-padded to k - 1) and then the candidate.
+        pad = k - 1 - min(len(self._ts), k - 1)
+        kept_ts = np.array([0] * pad + self._ts[-(k - 1) :], dtype=np.int64)
+        kept_vs = np.array([0.0] * pad + self._values[-(k - 1) :], dtype=np.float64)
+        rows_ts = np.empty((n, k), dtype=np.int64)
+        rows_vs = np.empty((n, k), dtype=np.float64)
+        rows_ts[:, :-1], rows_ts[:, -1] = kept_ts, ts
+        rows_vs[:, :-1], rows_vs[:, -1] = kept_vs, vs
+        real = np.ones(k, dtype=bool)
+        real[:pad] = False
+        valid = real & (rows_ts >= (ts - self._window_ms)[:, None])
+        scores = self._score_rows(rows_ts, rows_vs, valid)
+        scores[~ok] = np.nan
+        return scores
+
+    def process_many(self, ts_ms: Timestamps, values: Floats) -> Floats:
+        """Score then learn each point in order, vectorised; same as the streaming loop."""
+        ts = np.asarray(ts_ms, dtype=np.int64)
+        vs = np.asarray(values, dtype=np.float64)
+        n, k = len(ts), self._max_points
+        finite = np.isfinite(vs)
+        last = self._ts[-1] if self._ts else _NEVER
+        # A point is learnt when it is newer than every finite point before it.
+        newest = np.maximum.accumulate(np.concatenate(([last], np.where(finite, ts, _NEVER))))
+        ok = finite & (ts > newest[:-1])
+        all_ts = np.concatenate((np.array(self._ts, dtype=np.int64), ts[ok]))
+        all_vs = np.concatenate((np.array(self._values, dtype=np.float64), vs[ok]))
+        before = len(self._ts)
+        # Row r of the windows: the k points ending at all_ts[before + r], left-padded.
+        padded_ts = np.concatenate((np.full(k - 1, all_ts[0] if len(all_ts) else 0), all_ts))
+        padded_vs = np.concatenate((np.zeros(k - 1), all_vs))
+        rows_ts = sliding_window_view(padded_ts, k)[before:]
+        rows_vs = sliding_window_view(padded_vs, k)[before:]
+        position = np.arange(before, len(all_ts))[:, None] + np.arange(1 - k, 1)[None, :]
+        valid = (position >= 0) & (rows_ts >= (all_ts[before:] - self._window_ms)[:, None])
+        scores = np.full(n, np.nan)
+        scores[ok] = self._score_rows(rows_ts, rows_vs, valid)
+        self._ts = all_ts[-k:].tolist()
+        self._values = all_vs[-k:].tolist()
+        return scores
+
+    def _score_rows(
+        self,
+        rows_ts: npt.NDArray[np.int64],
+        rows_vs: Floats,
+        valid: npt.NDArray[np.bool_],
+    ) -> Floats:
+        """Repeated-median slope of each row's valid points; NaN below ``min_points``."""
+        n, k = rows_ts.shape
+        out = np.full(n, np.nan)
+        off_diagonal = ~np.eye(k, dtype=bool)
+        for start in range(0, n, _BLOCK):
+            block = slice(start, start + _BLOCK)
+            t, v, m = rows_ts[block], rows_vs[block], valid[block]
+            rows = np.arange(len(t))
+            # slopes[r, i, j]: from point i to point j (symmetric, exactly).
+            with np.errstate(divide="ignore", invalid="ignore"):
+                slopes = (
+                    (v[:, None, :] - v[:, :, None]) * _MS_PER_MIN / (t[:, None, :] - t[:, :, None])
+                )
+            pair_ok = m[:, :, None] & m[:, None, :] & off_diagonal
+            slopes[~pair_ok] = np.nan
+            slopes.sort(axis=2)  # NaN sorts last
+            points = m.sum(axis=1)
+            others = np.broadcast_to((points - 1)[:, None], (len(t), k))
+            lo, hi = np.maximum(others - 1, 0) // 2, others // 2
+            each = (
+                np.take_along_axis(slopes, lo[:, :, None], axis=2)[:, :, 0]
+                + np.take_along_axis(slopes, hi[:, :, None], axis=2)[:, :, 0]
+            ) / 2
+            each[~m] = np.nan
+            each.sort(axis=1)
+            lo1, hi1 = np.maximum(points - 1, 0) // 2, points // 2
+            median = (each[rows, lo1] + each[rows, hi1]) / 2
+            out[block] = np.where(points >= max(self._min_points, 2), median, np.nan)
+        return out
+
+    # -- state -----------------------------------------------------------------
+
+    def state(self) -> dict[str, object]:
+        return {"ts_ms": list(self._ts), "values": list(self._values)}
+
+    def restore(self, state: dict[str, object]) -> None:
+        if not isinstance(state, dict):
+            raise ValueError(f"RateOfRise state must be a mapping, got {type(state).__name__}")
+        ts = get_int_list(state, "ts_ms")
+        values = get_float_list(state, "values")
+        if len(ts) != len(values):
+            raise ValueError("state fields 'ts_ms' and 'values' differ in length")
+        if any(b <= a for a, b in itertools.pairwise(ts)):
+            raise ValueError("state field 'ts_ms' must be strictly increasing")
+        # A profile may have lowered max_points while the gateway was down.
+        self._ts = ts[-self._max_points :]
+        self._values = values[-self._max_points :]
+
+    def __repr__(self) -> str:
+        return (
+            f"RateOfRise(window_s={self.window_s:g}, min_points={self._min_points}, "
+            f"max_points={self._max_points})"
+        )
+
+
+def _repeated_median(ts: list[int], values: list[float]) -> float:
+    """Siegel's repeated-median slope per minute; the same arithmetic as the vectorised path."""
+    n = len(ts)
+    slopes = [[math.nan] * n for _ in range(n)]
+    for i in range(n):
+        for j in range(i + 1, n):
+            slopes[i][j] = slopes[j][i] = (values[j] - values[i]) * _MS_PER_MIN / (ts[j] - ts[i])
+    each = sorted(_median([s for j, s in enumerate(row) if j != i]) for i, row in enumerate(slopes))
+    return _median(each)
+
+
+def _median(ordered_or_not: list[float]) -> float:
+    ordered = sorted(ordered_or_not)
+    count = len(ordered)
+    return (ordered[(count - 1) // 2] + ordered[count // 2]) / 2
