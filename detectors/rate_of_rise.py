@@ -179,17 +179,19 @@ class RateOfRise:
         # A point is learnt when it is newer than every finite point before it.
         newest = np.maximum.accumulate(np.concatenate(([last], np.where(finite, ts, _NEVER))))
         ok = finite & (ts > newest[:-1])
+        scores = np.full(n, np.nan)
+        if not ok.any():
+            return scores
         all_ts = np.concatenate((np.array(self._ts, dtype=np.int64), ts[ok]))
         all_vs = np.concatenate((np.array(self._values, dtype=np.float64), vs[ok]))
         before = len(self._ts)
         # Row r of the windows: the k points ending at all_ts[before + r], left-padded.
-        padded_ts = np.concatenate((np.full(k - 1, all_ts[0] if len(all_ts) else 0), all_ts))
+        padded_ts = np.concatenate((np.full(k - 1, all_ts[0]), all_ts))
         padded_vs = np.concatenate((np.zeros(k - 1), all_vs))
         rows_ts = sliding_window_view(padded_ts, k)[before:]
         rows_vs = sliding_window_view(padded_vs, k)[before:]
         position = np.arange(before, len(all_ts))[:, None] + np.arange(1 - k, 1)[None, :]
         valid = (position >= 0) & (rows_ts >= (all_ts[before:] - self._window_ms)[:, None])
-        scores = np.full(n, np.nan)
         scores[ok] = self._score_rows(rows_ts, rows_vs, valid)
         self._ts = all_ts[-k:].tolist()
         self._values = all_vs[-k:].tolist()
