@@ -1,9 +1,9 @@
 """The console's pages, and the read-only views they need that the plain API lacks.
 
-The pages (``/console/*.html`` with their ES modules, styles and the vendored chart
-library) are static files: they hold no data, so they are public, like ``/docs``. Every
-piece of data comes from an API route that checks the caller and cuts the answer to the
-caller's scope.
+The pages (``/*.html`` next to the board at ``/``, with their ES modules, styles and the
+vendored chart library) are static files: they hold no data, so they are public, like
+``/docs``. Every piece of data comes from an API route that checks the caller and cuts the
+answer to the caller's scope.
 
 The views join what a duty officer looks at together: a site with its devices, each
 device with its online state and newest readings, and an alert with its site, device,
@@ -21,12 +21,17 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel
 
 from alerts.model import Alert, Severity
-from gateway.api.deps import GatewayDep, PrincipalDep
+from gateway.api.deps import (
+    GatewayDep,
+    PrincipalDep,
+    visible_alert,
+    visible_device,
+    visible_site,
+    visible_sites,
+)
 from gateway.api.schemas import AlertOut, SiteOut, iso
-from gateway.auth import Principal
-from gateway.errors import NotFoundError
 from gateway.profiles import Profile
-from gateway.registry_model import Device, Site
+from gateway.registry_model import Device
 from gateway.service import Gateway
 
 router = APIRouter(tags=["console"])
@@ -51,10 +56,8 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
-@router.get("/console/{name:path}", include_in_schema=False)
-async def console_file(name: str) -> FileResponse:
-    """A console page or asset; only files inside ``gateway/console/`` with a known type."""
-    path = (CONSOLE_DIR / (name or "index.html")).resolve()
+def _console_file(relative: str) -> FileResponse:
+    path = (CONSOLE_DIR / relative).resolve()
     media_type = CONTENT_TYPES.get(path.suffix)
     if media_type is None or not path.is_relative_to(CONSOLE_DIR) or not path.is_file():
         raise HTTPException(404, "not found")
@@ -69,6 +72,21 @@ async def console_file(name: str) -> FileResponse:
             "Referrer-Policy": "no-referrer",
         },
     )
+
+
+# The pages sit at the root next to ``/`` (the board), so their relative links and module
+# imports work from any of them. ``{name}`` holds no slash: ``/api/...`` never gets here, and
+# the app's own routes (``/docs``, ``/metrics``) are matched before this router.
+@router.get("/{name}", include_in_schema=False)
+async def console_file(name: str) -> FileResponse:
+    """A console page or script (``/login.html``, ``/common.js``, ...)."""
+    return _console_file(name)
+
+
+@router.get("/vendor/{name:path}", include_in_schema=False)
+async def vendor_file(name: str) -> FileResponse:
+    """The vendored libraries (``/vendor/uplot/uPlot.esm.js``)."""
+    return _console_file(f"vendor/{name}")
 
 
 class LastReading(BaseModel):
@@ -151,22 +169,6 @@ class AlertContext(BaseModel):
     related: list[DeviceView]
 
 
-def _site_in_scope(gateway: Gateway, who: Principal, site_id: str) -> Site:
-    """The site, or 404 if it does not exist or is not the caller's to see."""
-    site = gateway.registry.find_site(site_id)
-    if site is None or not who.scope.allows_site(site):
-        raise NotFoundError(f"site {site_id!r} not found")
-    return site
-
-
-async def _device_in_scope(gateway: Gateway, who: Principal, device_id: str) -> Device:
-    device = await gateway.registry.find_device(device_id)
-    site = gateway.registry.find_site(device.site_id) if device is not None else None
-    if device is None or site is None or not who.scope.allows_site(site):
-        raise NotFoundError(f"device {device_id!r} not found")
-    return device
-
-
 def _metrics(profile: Profile | None) -> list[MetricInfo]:
     if profile is None:
         return []
@@ -235,11 +237,7 @@ async def sites(
     gateway: GatewayDep, who: PrincipalDep, village: str | None = None
 ) -> list[SiteView]:
     """The caller's sites by village/community, each with its devices' state and readings."""
-    visible = [
-        s
-        for s in gateway.registry.sites()
-        if who.scope.allows_site(s) and (village is None or s.village == village)
-    ]
+    visible = [s for s in visible_sites(gateway, who) if village is None or s.village == village]
     visible.sort(key=lambda s: (s.village, s.name, s.id))
     ids = {s.id for s in visible}
     devices = [d for d in gateway.registry.devices() if d.site_id in ids]
@@ -266,8 +264,8 @@ async def sites(
 @router.get("/api/console/devices/{device_id}")
 async def device_detail(device_id: str, gateway: GatewayDep, who: PrincipalDep) -> DeviceDetail:
     """One device for its page: state, newest readings, metrics to chart, rules, open alerts."""
-    device = await _device_in_scope(gateway, who, device_id)
-    site = _site_in_scope(gateway, who, device.site_id)
+    device = await visible_device(gateway, who, device_id)
+    site = visible_site(gateway, who, device.site_id)
     profile = gateway.registry.profile_of(device.id)
     alerts = sorted(
         (a for a in _open_alerts(gateway) if a.device_id == device.id),
@@ -287,10 +285,8 @@ async def alert_context(
     alert_id: int, gateway: GatewayDep, who: PrincipalDep, response: Response
 ) -> AlertContext:
     """What the alert page shows around the alert: where, which device, what to chart."""
-    alert = await gateway.alerts.get(alert_id)
-    site = gateway.registry.find_site(alert.site_id)
-    if site is None or not who.scope.allows_site(site):
-        raise NotFoundError(f"alert {alert_id} not found")
+    alert = await visible_alert(gateway, who, alert_id)
+    site = visible_site(gateway, who, alert.site_id)
     device = await gateway.registry.get_device(alert.device_id)
     profile = gateway.registry.profile_of(device.id)
     rule = next((r for r in _rules(profile) if r.name == alert.rule), None)

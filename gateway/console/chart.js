@@ -1,0 +1,114 @@
+// Charts through uPlot (vendor/uplot, MIT): time series with drag-to-zoom (double-click
+// resets), and grouped bars for the statistics. Times are drawn in Asia/Shanghai. Each chart's
+// container says how many points it drew (data-points) and which range it shows
+// (data-min-ms/data-max-ms after a zoom), so a test can see what the officer sees.
+import uPlot from './vendor/uplot/uPlot.esm.js';
+import { fmtNumber, fmtTime, TIMEZONE } from './common.js';
+
+const AXIS = { stroke: '#c2cad6', grid: { stroke: '#313946', width: 1 }, ticks: { stroke: '#313946' } };
+export const PALETTE = ['#4fc3f7', '#ffb74d', '#aed581', '#f06292', '#ba68c8', '#fff176'];
+const tzDate = (ts) => uPlot.tzDate(new Date(ts), TIMEZONE);
+
+function sizeOf(container, height) {
+  return { width: Math.max(200, Math.floor(container.clientWidth || 600)), height };
+}
+function keepSized(container, chart, height) {
+  const ro = new ResizeObserver(() => chart.setSize(sizeOf(container, height)));
+  ro.observe(container);
+  container.chartCleanup_ = () => { ro.disconnect(); chart.destroy(); };
+}
+function reset(container) {
+  if (container.chartCleanup_) container.chartCleanup_();
+  container.chartCleanup_ = null;
+  container.replaceChildren();
+}
+
+/**
+ * A line chart of one metric over time.
+ * ``points``: [{ts_ms, value}] oldest first; ``lines``: horizontal levels [{label, value, color}];
+ * ``markers``: vertical lines [{ms, label, color}]; ``onZoom(minMs, maxMs)`` after a drag-select.
+ */
+export function timeChart(container, { label, unit = '', points, lines = [], markers = [], height = 280, range = null, onZoom = null, empty = '' }) {
+  reset(container);
+  container.classList.add('chart');
+  container.dataset.points = String(points.length);
+  if (!points.length) {
+    container.append(Object.assign(document.createElement('p'), { className: 'chart-empty', textContent: empty }));
+    return null;
+  }
+  const xs = points.map((p) => p.ts_ms);
+  const data = [xs, points.map((p) => p.value), ...lines.map((l) => xs.map(() => l.value))];
+  const series = [
+    { value: (u, v) => (v == null ? '' : fmtTime(v)) },
+    { label: unit ? `${label} (${unit})` : label, stroke: PALETTE[0], width: 2, points: { show: points.length < 60 },
+      value: (u, v) => (v == null ? '' : fmtNumber(v, unit)) },
+    ...lines.map((l) => ({ label: `${l.label} ${fmtNumber(l.value, unit)}`, stroke: l.color, width: 1.5, dash: [8, 6], points: { show: false } })),
+  ];
+  const opts = {
+    ...sizeOf(container, height), ms: 1, tzDate,
+    series,
+    axes: [{ ...AXIS }, { ...AXIS, size: 60, values: (u, vals) => vals.map((v) => fmtNumber(v)) }],
+    scales: { x: { time: true, ...(range ? { range: () => range } : {}) } },
+    cursor: { drag: { x: true, y: false } },
+    legend: { live: true },
+    hooks: {
+      draw: [(u) => {
+        const { ctx } = u;
+        ctx.save();
+        for (const m of markers) {
+          const x = u.valToPos(m.ms, 'x', true);
+          if (x < u.bbox.left || x > u.bbox.left + u.bbox.width) continue;
+          ctx.strokeStyle = m.color || '#e53935'; ctx.lineWidth = 2 * devicePixelRatio; ctx.setLineDash([]);
+          ctx.beginPath(); ctx.moveTo(x, u.bbox.top); ctx.lineTo(x, u.bbox.top + u.bbox.height); ctx.stroke();
+          ctx.fillStyle = m.color || '#e53935'; ctx.font = `${12 * devicePixelRatio}px sans-serif`;
+          ctx.fillText(m.label || '', x + 4 * devicePixelRatio, u.bbox.top + 14 * devicePixelRatio);
+        }
+        ctx.restore();
+      }],
+      setScale: [(u, key) => {
+        if (key !== 'x') return;
+        const { min, max } = u.scales.x;
+        container.dataset.minMs = String(Math.round(min)); container.dataset.maxMs = String(Math.round(max));
+      }],
+      setSelect: [(u) => {
+        if (!onZoom || u.select.width < 5) return;
+        onZoom(Math.round(u.posToVal(u.select.left, 'x')), Math.round(u.posToVal(u.select.left + u.select.width, 'x')));
+      }],
+    },
+  };
+  const chart = new uPlot(opts, data, container);
+  keepSized(container, chart, height);
+  return chart;
+}
+
+/** Grouped bars: one group per category, one bar per series [{label, values, color}]. */
+export function barChart(container, { categories, series, height = 300, percent = false }) {
+  reset(container);
+  container.classList.add('chart');
+  container.dataset.points = String(categories.length);
+  if (!categories.length) return null;
+  const xs = categories.map((_, i) => i);
+  const n = series.length, fmt = (v) => (v == null ? '' : percent ? `${Math.round(v * 1000) / 10}%` : fmtNumber(v));
+  const bars = uPlot.paths.bars;
+  const opts = {
+    ...sizeOf(container, height),
+    series: [
+      { value: (u, i) => (i == null ? '' : categories[i] ?? '') },
+      ...series.map((s, k) => ({
+        label: s.label, stroke: s.color || PALETTE[k], fill: (s.color || PALETTE[k]) + 'cc', width: 1,
+        // Bar k of each group starts at i - 0.4 + k·w and is w wide (x-scale units).
+        paths: bars({ disp: { x0: { unit: 1, values: () => xs.map((i) => i - 0.4 + k * (0.8 / n)) }, size: { unit: 1, values: () => [0.8 / n] } } }),
+        points: { show: false }, value: (u, v) => fmt(v),
+      })),
+    ],
+    scales: { x: { time: false, range: [-0.6, categories.length - 0.4] }, y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
+    axes: [
+      { ...AXIS, splits: () => xs, values: (u, vals) => vals.map((v) => categories[v] ?? ''), grid: { show: false } },
+      { ...AXIS, size: 60, values: (u, vals) => vals.map(fmt) },
+    ],
+    cursor: { drag: { x: false, y: false } },
+  };
+  const chart = new uPlot(opts, [xs, ...series.map((s) => s.values)], container);
+  keepSized(container, chart, height);
+  return chart;
+}
