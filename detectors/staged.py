@@ -5,25 +5,138 @@ wraps one. Every rule then gets the same behaviour the field expects:
 
 * **two stages**: electrical fire monitors pre-warn at a fraction of the alarm
   value, gas detectors have level 1 and level 2 (``domain.md``);
+* **above, below or outside a band**: a drift of more than 20 % either way from
+  a dust collector's baseline is one rule, not two;
 * **a delay** (seconds and/or consecutive samples) so a single spike from a
   motor start does not page duty staff, while GB 14287's 30 s budget from
   crossing to alarm is kept by choosing the delay in the profile;
-* **hysteresis** so a reading hovering on the bound raises once and clears once,
-  instead of flooding the alert list and the "false alarms per day" statistics.
+* **hysteresis or a separate clear condition** so a reading hovering on the
+  bound raises once and clears once, instead of flooding the alert list and
+  the "false alarms per day" statistics;
+* **an active flag** per point (a rule's schedule): outside it nothing is
+  judged and an open stage ends;
+* **one vectorised path** (:meth:`Staged.process_many`) that gives exactly the
+  stages and changes of calling :meth:`Staged.update` point by point, for
+  backtests over millions of rows and for large batches in the gateway.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import numpy as np
+import numpy.typing as npt
 
 from alerts.model import Stage
 from detectors._state import get_dict, get_int, get_opt_int
-from detectors.base import Scorer, StageChange
+from detectors.base import Floats, Scorer, StageChange, Timestamps
 
-Direction = Literal["above", "below"]
+Direction = Literal["above", "below", "outside"]
+#: A bound: one number for above/below, ``(low, high)`` for outside.
+Bound = float | tuple[float, float]
+#: ``(low, high)``: crossed at ``score <= low`` or ``score >= high``; None: no such side.
+Band = tuple[float | None, float | None]
 
 _RAISED = (Stage.PREWARNING, Stage.ALARM)
+_INT_MIN = np.iinfo(np.int64).min
+
+
+class ActiveAt(Protocol):
+    """When a rule judges at all (:class:`detectors.schedule.Schedule` is one)."""
+
+    def active(self, ts_ms: int) -> bool: ...
+
+    def active_many(self, ts_ms: Timestamps) -> npt.NDArray[np.bool_]: ...
+
+
+@dataclass(slots=True)
+class Processed:
+    """What :meth:`Staged.process_many` made of a batch: per point, and the changes.
+
+    ``stages[i]`` is the stage after point ``i`` (``int(Stage)``); a point that was
+    ignored (NaN score, late) keeps the stage before it.
+    """
+
+    scores: Floats
+    stages: npt.NDArray[np.int8]
+    changes: list[StageChange] = field(default_factory=list)
+
+
+def score_and_learn(scorer: Scorer, ts_ms: Timestamps, values: Floats) -> Floats:
+    """Score each point against the state before it, then learn it; all points in order.
+
+    Uses the scorer's own vectorised ``process_many`` when it has one (it must be
+    exactly this loop), otherwise this loop.
+    """
+    many = getattr(scorer, "process_many", None)
+    if many is not None:
+        return np.asarray(many(ts_ms, values), dtype=np.float64)
+    scores = np.empty(len(values), dtype=np.float64)
+    for i, (t, v) in enumerate(zip(ts_ms.tolist(), values.tolist(), strict=True)):
+        scores[i] = scorer.score_one(t, v)
+        scorer.learn_one(t, v)
+    return scores
+
+
+def _band(direction: Direction, bound: Bound, what: str) -> Band:
+    if direction == "outside":
+        if not isinstance(bound, tuple) or len(bound) != 2:
+            raise ValueError(f"{what} must be (low, high) for direction 'outside', got {bound!r}")
+        low, high = float(bound[0]), float(bound[1])
+        if not (math.isfinite(low) and math.isfinite(high) and low < high):
+            raise ValueError(f"{what} band must be finite with low < high, got {bound!r}")
+        return low, high
+    if isinstance(bound, tuple):
+        raise ValueError(f"{what} must be one number for direction {direction!r}, got {bound!r}")
+    value = float(bound)
+    if not math.isfinite(value):
+        raise ValueError(f"{what} bound must be finite, got {bound}")
+    return (None, value) if direction == "above" else (value, None)
+
+
+def _within(inner: Band, outer: Band, *, strict: bool) -> bool:
+    """Whether ``inner`` lies on the normal side of ``outer`` (each present side)."""
+    ok = True
+    if outer[1] is not None and inner[1] is not None:
+        ok &= inner[1] < outer[1] if strict else inner[1] <= outer[1]
+    if outer[0] is not None and inner[0] is not None:
+        ok &= inner[0] > outer[0] if strict else inner[0] >= outer[0]
+    return ok
+
+
+def _beyond(score: float, band: Band | None) -> bool:
+    if band is None:
+        return False
+    low, high = band
+    return (high is not None and score >= high) or (low is not None and score <= low)
+
+
+def _beyond_many(scores: Floats, band: Band | None) -> npt.NDArray[np.bool_]:
+    result = np.zeros(scores.shape, dtype=bool)
+    if band is None:
+        return result
+    low, high = band
+    if high is not None:
+        result |= scores >= high
+    if low is not None:
+        result |= scores <= low
+    return result
+
+
+def _last_index(decisive: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
+    """For each position, the index of the last decisive one at or before it (-1: none)."""
+    idx = np.arange(decisive.size, dtype=np.int64)
+    return np.maximum.accumulate(np.where(decisive, idx, -1))
+
+
+def _hold(
+    decisive: npt.NDArray[np.bool_], value: npt.NDArray[np.bool_], initial: bool
+) -> npt.NDArray[np.bool_]:
+    """A two-state machine: takes ``value`` at decisive points, holds it in between."""
+    last = _last_index(decisive)
+    return np.where(last >= 0, value[np.maximum(last, 0)], initial)
 
 
 class Staged:
@@ -35,7 +148,9 @@ class Staged:
         Scores each point (against what it knew before the point), then learns it.
     direction
         ``"above"``: a score crosses a bound when ``score >= bound``;
-        ``"below"``: when ``score <= bound`` (e.g. under-voltage, low water level).
+        ``"below"``: when ``score <= bound`` (e.g. under-voltage, low water level);
+        ``"outside"``: bounds are ``(low, high)`` bands, crossed when
+        ``score <= low`` or ``score >= high`` (a drift either way from a baseline).
     prewarning
         Bound of the pre-warning stage, or None for a single-stage rule.
     alarm
@@ -48,9 +163,17 @@ class Staged:
         ``delay_samples=1`` escalation is immediate.
     hysteresis
         A raised stage is kept while the score is within this margin short of its
-        bound (``bound - hysteresis`` for above, ``bound + hysteresis`` for below).
-        De-escalation is immediate once the score leaves that band: a falling
-        reading is good news and must not be held back.
+        bound (``bound - hysteresis`` for above, ``bound + hysteresis`` for below,
+        both sides moved inwards for outside). De-escalation is immediate once the
+        score leaves that band: a falling reading is good news and must not be held back.
+    clear
+        A separate clear condition for the lowest raised stage (pre-warning if the
+        rule has one, else alarm), replacing ``bound -/+ hysteresis`` there: the rule
+        stays raised until the score is back past ``clear`` (e.g. alarm at 70 °C,
+        clear only below 60 °C). Must lie on the normal side of that stage's bound.
+    schedule
+        When the rule is active (e.g. nights only); None: always. Outside it a
+        point judges nothing, see Notes.
 
     Notes
     -----
@@ -58,10 +181,13 @@ class Staged:
     for 8 s and then jumps over the alarm bound still needs the full delay for the
     alarm. A point that stops crossing a bound resets that bound's clock.
 
-    Points older than the newest one seen are scored and learnt but otherwise
-    ignored: the stage describes *now*, and letting a late-delivered point advance
-    or reset the clock would let delivery order decide alarms. A score that is NaN
-    says nothing about any bound; such points are ignored entirely.
+    Every point is scored and then learnt. Points older than the newest one seen
+    are otherwise ignored: the stage describes *now*, and letting a late-delivered
+    point advance or reset the clock would let delivery order decide alarms. A
+    score that is NaN (a scorer still warming up) says nothing about any bound.
+
+    A point with ``active=False`` (outside the rule's schedule) resets both clocks
+    and ends a raised stage at once, reported as a change to NORMAL.
 
     The delay is only evaluated when a point arrives. With a device that reports
     every 60 s and ``delay_s=10``, a sustained crossing therefore escalates on the
@@ -87,19 +213,33 @@ class Staged:
     The spike at 5 s was gone by 10 s, so its clock was reset; the alarm came 10 s
     after the crossing at 20 s. 290 mA is still within the hysteresis band of the
     alarm; 270 mA is not, but still pre-warns; 210 mA is below ``240 - 20``.
+
+    A band: a signed drift of more than 20 % either way alarms, and the same series
+    through the vectorised path gives the same change:
+
+    >>> drift = Staged(Identity(), direction="outside", alarm=(-20, 20))
+    >>> [c.new.name for c in (drift.update(0, 5.0), drift.update(1, -24.0)) if c]
+    ['ALARM']
+    >>> fresh = Staged(Identity(), direction="outside", alarm=(-20, 20))
+    >>> out = fresh.process_many(np.array([0, 1]), np.array([5.0, -24.0]))
+    >>> out.stages.tolist(), [(c.ts_ms, c.new.name) for c in out.changes]
+    ([0, 2], [(1, 'ALARM')])
     """
 
     __slots__ = (
         "_alarm",
+        "_bands",
         "_count",
         "_delay_ms",
         "_delay_samples",
         "_hysteresis",
         "_last_ts_ms",
         "_prewarning",
+        "_releases",
         "_since_ms",
         "_stage",
         "direction",
+        "schedule",
         "scorer",
     )
 
@@ -108,34 +248,60 @@ class Staged:
         scorer: Scorer,
         *,
         direction: Direction = "above",
-        prewarning: float | None = None,
-        alarm: float,
+        prewarning: Bound | None = None,
+        alarm: Bound,
         delay_s: float = 0,
         delay_samples: int = 1,
         hysteresis: float = 0,
+        clear: Bound | None = None,
+        schedule: ActiveAt | None = None,
     ) -> None:
-        if direction not in ("above", "below"):
-            raise ValueError(f"direction must be 'above' or 'below', got {direction!r}")
-        if not math.isfinite(alarm):
-            raise ValueError(f"alarm bound must be finite, got {alarm}")
-        if prewarning is not None:
-            if not math.isfinite(prewarning):
-                raise ValueError(f"prewarning bound must be finite, got {prewarning}")
-            if (prewarning >= alarm) if direction == "above" else (prewarning <= alarm):
-                raise ValueError(
-                    f"prewarning {prewarning} must come before alarm {alarm} "
-                    f"for direction {direction!r}"
-                )
+        if direction not in ("above", "below", "outside"):
+            raise ValueError(
+                f"direction must be 'above', 'below' or 'outside', got {direction!r}"
+            )
+        alarm_band = _band(direction, alarm, "alarm")
+        pre_band = None if prewarning is None else _band(direction, prewarning, "prewarning")
+        if pre_band is not None and not _within(pre_band, alarm_band, strict=True):
+            raise ValueError(
+                f"prewarning {prewarning} must come before alarm {alarm} "
+                f"for direction {direction!r}"
+            )
         if not (math.isfinite(delay_s) and delay_s >= 0):
             raise ValueError(f"delay_s must be a finite number >= 0, got {delay_s}")
         if delay_samples < 1:
             raise ValueError(f"delay_samples must be >= 1, got {delay_samples}")
         if not (math.isfinite(hysteresis) and hysteresis >= 0):
             raise ValueError(f"hysteresis must be a finite number >= 0, got {hysteresis}")
+        lowest = Stage.ALARM if pre_band is None else Stage.PREWARNING
+        bands: dict[Stage, Band | None] = {Stage.PREWARNING: pre_band, Stage.ALARM: alarm_band}
+        releases: dict[Stage, Band | None] = {}
+        for stage, band in bands.items():
+            if band is None:
+                releases[stage] = None
+                continue
+            low, high = band
+            releases[stage] = (
+                None if low is None else low + hysteresis,
+                None if high is None else high - hysteresis,
+            )
+        if clear is not None:
+            clear_band = _band(direction, clear, "clear")
+            limit = bands[lowest]
+            assert limit is not None
+            if not _within(clear_band, limit, strict=False):
+                raise ValueError(
+                    f"clear {clear} must be on the normal side of {lowest.name.lower()} "
+                    f"bound for direction {direction!r}"
+                )
+            releases[lowest] = clear_band
         self.scorer = scorer
+        self.schedule = schedule
         self.direction: Direction = direction
-        self._prewarning = None if prewarning is None else float(prewarning)
-        self._alarm = float(alarm)
+        self._bands = bands
+        self._releases = releases
+        self._prewarning = pre_band
+        self._alarm = alarm_band
         self._delay_ms = delay_s * 1000.0
         self._delay_samples = delay_samples
         self._hysteresis = float(hysteresis)
@@ -151,33 +317,53 @@ class Staged:
         """The stage after the last point."""
         return self._stage
 
+    def band(self, stage: Stage) -> Band | None:
+        """``(low, high)`` a score must reach to escalate to ``stage`` (None if it has none)."""
+        return self._bands.get(stage)
+
+    def release_band(self, stage: Stage) -> Band | None:
+        """``(low, high)`` a score must stay beyond to keep ``stage`` (hysteresis or clear)."""
+        return self._releases.get(stage)
+
     def bound(self, stage: Stage) -> float | None:
-        """The bound a score must cross to escalate to ``stage`` (None if it has none)."""
-        if stage is Stage.ALARM:
-            return self._alarm
-        if stage is Stage.PREWARNING:
-            return self._prewarning
-        return None
+        """The bound a score must cross to escalate to ``stage`` (None if it has none).
+
+        For ``outside`` this is the upper side; :meth:`band` gives both.
+        """
+        return _one_side(self.direction, self._bands.get(stage))
 
     def release(self, stage: Stage) -> float | None:
-        """The bound a score must fall past to leave ``stage``: the bound minus hysteresis."""
-        bound = self.bound(stage)
-        if bound is None:
-            return None
-        return bound - self._hysteresis if self.direction == "above" else bound + self._hysteresis
+        """The bound a score must fall past to leave ``stage``: the bound minus hysteresis,
+        or the clear condition (upper side for ``outside``; :meth:`release_band` gives both)."""
+        return _one_side(self.direction, self._releases.get(stage))
 
-    def update(self, ts_ms: int, value: float) -> StageChange | None:
-        """Score ``value``, learn it, and return the stage change it caused, if any."""
+    def update(self, ts_ms: int, value: float, active: bool = True) -> StageChange | None:
+        """Score ``value``, learn it, and return the stage change it caused, if any.
+
+        ``active=False``, or a point outside the schedule, judges nothing: the
+        clocks reset and a raised stage ends.
+        """
         score = self.scorer.score_one(ts_ms, value)
+        self.scorer.learn_one(ts_ms, value)
         if math.isnan(score):
             return None
-        self.scorer.learn_one(ts_ms, value)
         if self._last_ts_ms is not None and ts_ms < self._last_ts_ms:
             return None
         self._last_ts_ms = ts_ms
+        old = self._stage
+        if active and self.schedule is not None:
+            active = self.schedule.active(ts_ms)
+        if not active:
+            for stage in _RAISED:
+                self._since_ms[stage] = None
+                self._count[stage] = 0
+            if old is Stage.NORMAL:
+                return None
+            self._stage = Stage.NORMAL
+            return StageChange(ts_ms, float(value), score, old, Stage.NORMAL)
 
         for stage in _RAISED:
-            if self._beyond(score, self.bound(stage)):
+            if _beyond(score, self._bands[stage]):
                 since = self._since_ms[stage]
                 if since is None:
                     self._since_ms[stage] = ts_ms
@@ -188,11 +374,10 @@ class Staged:
                 self._since_ms[stage] = None
                 self._count[stage] = 0
 
-        old = self._stage
-        if old is not Stage.NORMAL and not self._beyond(score, self.release(old)):
+        if old is not Stage.NORMAL and not _beyond(score, self._releases[old]):
             new = Stage.NORMAL
             for stage in reversed(_RAISED):
-                if stage < old and self._beyond(score, self.release(stage)):
+                if stage < old and _beyond(score, self._releases[stage]):
                     new = stage
                     break
         else:
@@ -208,10 +393,124 @@ class Staged:
         self._stage = new
         return StageChange(ts_ms=ts_ms, value=float(value), score=score, old=old, new=new)
 
-    def _beyond(self, score: float, bound: float | None) -> bool:
-        if bound is None:
-            return False
-        return score >= bound if self.direction == "above" else score <= bound
+    def process_many(
+        self,
+        ts_ms: Timestamps,
+        values: Floats,
+        active: npt.NDArray[np.bool_] | None = None,
+    ) -> Processed:
+        """:meth:`update` over arrays, vectorised; same changes, same final state.
+
+        The stage machine is two nested two-state machines, each a forward fill of
+        its last *decisive* point (``np.maximum.accumulate`` over indices): "in
+        alarm" is set where the alarm is ready (bound crossed for the delay) and
+        reset where the score is back inside the alarm's release band; "raised at
+        all" likewise for the pre-warning, and is also set while in alarm. Delays
+        come from run starts of consecutive crossing points. ``active`` is the
+        schedule per point (None: always).
+        """
+        ts = np.asarray(ts_ms, dtype=np.int64)
+        vals = np.asarray(values, dtype=np.float64)
+        if ts.shape != vals.shape or ts.ndim != 1:
+            raise ValueError(f"ts_ms and values must be 1-d of one length: {ts.shape} {vals.shape}")
+        scores = score_and_learn(self.scorer, ts, vals)
+        n = ts.size
+        stage0 = self._stage
+        full = np.full(n, int(stage0), dtype=np.int8)
+        if n == 0:
+            return Processed(scores, full)
+        valid = ~np.isnan(scores)
+        last0 = _INT_MIN if self._last_ts_ms is None else self._last_ts_ms
+        running = np.maximum.accumulate(np.where(valid, ts, _INT_MIN))
+        before = np.empty(n, dtype=np.int64)
+        before[0] = last0
+        np.maximum(running[:-1], last0, out=before[1:])
+        eligible = valid & (ts >= before)
+        where = np.flatnonzero(eligible)
+        if where.size == 0:
+            return Processed(scores, full)
+        e_ts, e_sc = ts[where], scores[where]
+        e_act = np.ones(where.size, dtype=bool) if active is None else np.asarray(active)[where]
+        if self.schedule is not None:
+            e_act = e_act & self.schedule.active_many(e_ts)
+
+        pending: dict[Stage, tuple[npt.NDArray[np.bool_], Timestamps, npt.NDArray[np.int64]]] = {}
+        ready: dict[Stage, npt.NDArray[np.bool_]] = {}
+        for stage in _RAISED:
+            crossed = _beyond_many(e_sc, self._bands[stage]) & e_act
+            since, count = self._runs(crossed, e_ts, stage)
+            pending[stage] = (crossed, since, count)
+            ready[stage] = (
+                crossed
+                & ((e_ts - since) >= self._delay_ms)
+                & (count >= self._delay_samples)
+            )
+        keep_alarm = _beyond_many(e_sc, self._releases[Stage.ALARM]) & e_act
+        keep_pre = _beyond_many(e_sc, self._releases[Stage.PREWARNING]) & e_act
+        set_alarm = ready[Stage.ALARM].copy()
+        set_any = ready[Stage.ALARM] | ready[Stage.PREWARNING]
+        if stage0 is Stage.PREWARNING and self._prewarning is None:
+            # A restored pre-warning the rule no longer has: the first point leaves it.
+            set_alarm[0] = keep_alarm[0] = set_any[0] = False
+        in_alarm = _hold(set_alarm | ~keep_alarm, set_alarm, stage0 is Stage.ALARM)
+        up = set_any | in_alarm
+        raised = _hold(up | ~keep_pre, up, stage0 >= Stage.PREWARNING)
+        e_stage = np.where(in_alarm, 2, np.where(raised, 1, 0)).astype(np.int8)
+
+        last = _last_index(eligible)
+        full = np.where(last >= 0, e_stage[np.searchsorted(where, np.maximum(last, 0))], full)
+        full = full.astype(np.int8)
+
+        previous = np.empty_like(e_stage)
+        previous[0] = int(stage0)
+        previous[1:] = e_stage[:-1]
+        changes = [
+            StageChange(
+                ts_ms=int(e_ts[i]),
+                value=float(vals[where[i]]),
+                score=float(e_sc[i]),
+                old=Stage(int(previous[i])),
+                new=Stage(int(e_stage[i])),
+            )
+            for i in np.flatnonzero(e_stage != previous).tolist()
+        ]
+        self._stage = Stage(int(e_stage[-1]))
+        self._last_ts_ms = int(e_ts[-1])
+        for stage in _RAISED:
+            crossed, since, count = pending[stage]
+            if crossed[-1]:
+                self._since_ms[stage] = int(since[-1])
+                self._count[stage] = int(count[-1])
+            else:
+                self._since_ms[stage] = None
+                self._count[stage] = 0
+        return Processed(scores, full, changes)
+
+    def _runs(
+        self, crossed: npt.NDArray[np.bool_], ts: Timestamps, stage: Stage
+    ) -> tuple[Timestamps, npt.NDArray[np.int64]]:
+        """Per point: when its run of consecutive crossing points began, and its length
+        (continuing the pending clock carried in from before the batch)."""
+        idx = np.arange(crossed.size, dtype=np.int64)
+        last_off = np.maximum.accumulate(np.where(crossed, -1, idx))
+        count = idx - last_off
+        since = ts[np.minimum(last_off + 1, crossed.size - 1)]
+        since0 = self._since_ms[stage]
+        if since0 is not None:
+            carried = crossed & (last_off == -1)
+            count = np.where(carried, count + self._count[stage], count)
+            since = np.where(carried, since0, since)
+        return since, count
+
+    def reset_stage(self) -> Stage:
+        """Forget the raised stage but keep the pending clocks; returns the stage it had.
+
+        For an alert an operator closed while its condition still holds: the next
+        point that still crosses (its delay long met) raises a new alert at once.
+        """
+        old = self._stage
+        self._stage = Stage.NORMAL
+        return old
 
     def _ready(self, stage: Stage, ts_ms: int) -> bool:
         since = self._since_ms[stage]
@@ -266,6 +565,13 @@ class Staged:
         return (
             f"Staged({self.scorer!r}, direction={self.direction!r}, "
             f"prewarning={self._prewarning!r}, alarm={self._alarm!r}, "
+            f"release={self._releases!r}, schedule={self.schedule!r}, "
             f"delay_s={self._delay_ms / 1000:g}, delay_samples={self._delay_samples}, "
             f"hysteresis={self._hysteresis:g}, stage={self._stage.name})"
         )
+
+
+def _one_side(direction: Direction, band: Band | None) -> float | None:
+    if band is None:
+        return None
+    return band[0] if direction == "below" else band[1]

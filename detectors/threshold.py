@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from detectors.identity import Identity
+from detectors.rules import detector_from_rule
 from detectors.staged import Staged
 from gateway.profiles import ThresholdRule
 
 
 def threshold_from_rule(rule: ThresholdRule) -> Staged:
-    """The plain threshold a :class:`~gateway.profiles.ThresholdRule` describes.
+    """The detector a :class:`~gateway.profiles.ThresholdRule` describes.
+
+    Kept for callers of the first version; :func:`detectors.rules.detector_from_rule`
+    builds every rule type and takes the metric's spec and the gateway's zone.
 
     Rules live in device profiles so a site can override a default from
     ``domain.md`` without code; this is the one place that reads them into a
@@ -27,12 +30,4 @@ def threshold_from_rule(rule: ThresholdRule) -> Staged:
     >>> arc.update(1_000, 14.0).new.name    # >= 14 per second alarms
     'ALARM'
     """
-    return Staged(
-        Identity(),
-        direction=rule.direction,
-        prewarning=None if rule.prewarning is None else rule.prewarning.value,
-        alarm=rule.alarm.value,
-        delay_s=rule.delay_s,
-        delay_samples=rule.delay_samples,
-        hysteresis=rule.hysteresis,
-    )
+    return detector_from_rule(rule)
