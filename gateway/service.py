@@ -28,6 +28,8 @@ from alerts.stats import Statistics
 from alerts.store import SCHEMA as ALERT_SCHEMA
 from alerts.store import AlertStore
 from detectors.bank import DetectorBank
+from detectors.correlate import Correlator
+from detectors.production import ProductionDetector
 from gateway import accounts, audit, auth, deadletter, registry, sessions
 from gateway.accounts import UserStore
 from gateway.auth import TokenStore
@@ -36,7 +38,7 @@ from gateway.broker_accounts import DeviceAccounts, device_accounts, tls_options
 from gateway.config import Settings
 from gateway.deadletter import DeadLetterStore
 from gateway.decode import Decode
-from gateway.detect import Detect
+from gateway.detect import Detect, meter_calendars, rebuild_production
 from gateway.metrics import Counters
 from gateway.model import now_ms
 from gateway.mqtt import BrokerAddress, MqttSource, without_credentials
@@ -106,6 +108,8 @@ class Gateway:
     alerts: AlertEngine
     bus: AlertBus
     detectors: DetectorBank
+    correlator: Correlator
+    production: ProductionDetector
     persist: Persist
     source: MqttSource
     broker_url: str
@@ -188,6 +192,15 @@ class Gateway:
             self.detectors.expect(device.id, start)
         # Alerts open before a restart must still clear: the detectors resume their stage.
         self.detectors.resume(self.alerts.open_alerts(), start)
+        # -- wiring: cross-sensor confirmation, production during shutdowns --
+        self.correlator = Correlator(self.registry.related_ids)
+        self.production = ProductionDetector(meter_calendars(self.registry))
+        for forget in (self.correlator.forget, self.production.forget):
+            self.registry.on_revoke.append(forget)
+        meters = [d.id for d in self.registry.devices() if self.production_watches(d.id)]
+        await rebuild_production(self.production, self.store, meters, start)
+        self.correlator.resume(self.alerts.open_alerts())
+        self.production.resume(self.alerts.open_alerts())
 
         if s.broker_url is None:
             broker = await stack.enter_async_context(
@@ -221,7 +234,16 @@ class Gateway:
                     Validate(Limits(s.max_future_s * 1000, s.max_age_s * 1000, s.timezone)),
                 ),
                 ("persist", self.persist),
-                ("detect", Detect(self.detectors, signals, self.counters)),
+                (
+                    "detect",
+                    Detect(
+                        self.detectors,
+                        signals,
+                        self.counters,
+                        correlator=self.correlator,
+                        production=self.production,
+                    ),
+                ),
             ],
             self.timings,
         )
@@ -236,6 +258,10 @@ class Gateway:
         self._spawn(self._alerting(signals), "ewg-alerts")
         self._spawn(self._sweep_offline(signals), "ewg-offline")
         self._spawn(self.source.run(handler), "ewg-ingest")
+
+    def production_watches(self, device_id: str) -> bool:
+        """Whether the device is a power meter of a registered enterprise."""
+        return meter_calendars(self.registry)(device_id) is not None
 
     def _watch(self, device: Device) -> None:
         """A device registered while running (API, or the CLI next door) is watched for
