@@ -59,7 +59,7 @@ import csv
 import io
 import sqlite3
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal, Protocol
@@ -291,7 +291,11 @@ def _false_alarm_rows(conn: sqlite3.Connection, since_ms: int, until_ms: int) ->
 
 
 def _query(
-    conn: sqlite3.Connection, since_ms: int, until_ms: int, group_of: dict[str, str]
+    conn: sqlite3.Connection,
+    since_ms: int,
+    until_ms: int,
+    group_of: dict[str, str],
+    only: frozenset[str] | None = None,
 ) -> _Rows:
     """Everything a report needs from the alerts table.
 
@@ -305,6 +309,7 @@ def _query(
         " GROUP BY site_id, alert_class, hazard",
         p,
     ).fetchall()
+    by_type = [r for r in by_type if only is None or r[0] in only]
     # max(0, x) with two arguments is SQLite's scalar max: NULL stays NULL (pending).
     ack: dict[str | None, list[int | None]] = defaultdict(list)
     close: dict[str | None, list[int | None]] = defaultdict(list)
@@ -313,6 +318,8 @@ def _query(
         f" max(0, closed_at - raised_at) FROM alerts WHERE {_IN_PERIOD}",
         p,
     ):
+        if only is not None and site_id not in only:
+            continue
         for key in (group_of.get(site_id, UNREGISTERED), None):
             ack[key].append(to_ack)
             close[key].append(to_close)
@@ -323,7 +330,10 @@ def _query(
         " GROUP BY site_id, device_id",
         p,
     ).fetchall()
-    return _Rows(by_type, reduced, closed, _false_alarm_rows(conn, since_ms, until_ms))
+    closed = [r for r in closed if only is None or r[0] in only]
+    false_alarms = _false_alarm_rows(conn, since_ms, until_ms)
+    false_alarms = [r for r in false_alarms if only is None or r[0] in only]
+    return _Rows(by_type, reduced, closed, false_alarms)
 
 
 # -- computing ---------------------------------------------------------------------------
@@ -363,8 +373,12 @@ class Statistics:
     def _day(self, ms: int) -> str:
         return datetime.fromtimestamp(ms / 1000, self._tz).date().isoformat()
 
-    async def report(self, period: Period, group_by: GroupBy) -> Report:
-        sites = {s.id: s for s in self._registry.sites()}
+    async def report(
+        self, period: Period, group_by: GroupBy, site_ids: Collection[str] | None = None
+    ) -> Report:
+        """The report; with ``site_ids``, over those sites only (a principal's scope)."""
+        only = None if site_ids is None else frozenset(site_ids)
+        sites = {s.id: s for s in self._registry.sites() if only is None or s.id in only}
 
         def key_of(site_id: str) -> str:
             site = sites.get(site_id)
@@ -373,12 +387,13 @@ class Statistics:
             return site.village if group_by == "village" else site.industry
 
         group_of = {site_id: key_of(site_id) for site_id in sites}
-        rows = await self._db.run(_query, period.since_ms, period.until_ms, group_of)
+        rows = await self._db.run(_query, period.since_ms, period.until_ms, group_of, only)
         items: dict[str, SiteCounts] = (
             await self._book.counts_by_site(period.since_ms, period.until_ms)
             if self._book is not None
             else {}
         )
+        items = {k: v for k, v in items.items() if only is None or k in only}
         groups: dict[str, GroupStats] = {}
 
         def group(key: str) -> GroupStats:
@@ -395,7 +410,9 @@ class Statistics:
             for g in both(key_of(site_id)):
                 g.sites += 1
         for device in self._registry.devices():
-            if self._registry.is_revoked(device.id):
+            if self._registry.is_revoked(device.id) or (
+                only is not None and device.site_id not in only
+            ):
                 continue
             offline = self._is_online(device.id) is False
             for g in both(key_of(device.site_id)):
@@ -476,10 +493,15 @@ class Statistics:
         )
 
     async def false_alarm_days(
-        self, period: Period, limit: int = FALSE_ALARM_DAY_LIMIT
+        self,
+        period: Period,
+        limit: int = FALSE_ALARM_DAY_LIMIT,
+        site_ids: Collection[str] | None = None,
     ) -> list[FlaggedDay]:
         """Site-days in the period with more than ``limit`` false alarms, worst first."""
         rows = await self._db.run(_false_alarm_rows, period.since_ms, period.until_ms)
+        if site_ids is not None:
+            rows = [r for r in rows if r[0] in site_ids]
         sites = {s.id: s for s in self._registry.sites()}
         out = []
         for (site_id, day), n in _flagged(rows, self._day, limit).items():

@@ -51,7 +51,9 @@ async def smoke_alarm(live: LiveGateway, ts_ms: int) -> int:
 
 
 async def enterprise_client(live: LiveGateway) -> httpx.AsyncClient:
-    token = await live.gateway.tokens.create("shop-owner", "enterprise")
+    token = await live.gateway.tokens.create(
+        "shop-owner", "enterprise", enterprise=str(SITE["enterprise"])
+    )
     return httpx.AsyncClient(
         base_url=live.base_url, timeout=10, headers={"Authorization": f"Bearer {token}"}
     )

@@ -1,4 +1,9 @@
-"""Alerts: list with filters, one alert and its history, acknowledge, close, live stream."""
+"""Alerts: list with filters, one alert and its history, acknowledge, close, live stream.
+
+Every principal sees only the alerts of the sites in its scope (others answer 404);
+anyone who may see an alert may acknowledge it (an enterprise user too: "we are on
+it"), but only the office's staff close one with a disposition.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,16 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from sse_starlette import EventSourceResponse
 
 from alerts.model import AlertClass, AlertState, Severity
-from gateway.api.deps import GatewayDep, PrincipalDep, StreamPrincipalDep
+from gateway.api.deps import (
+    GatewayDep,
+    PrincipalDep,
+    StaffDep,
+    StreamPrincipalDep,
+    alert_visible,
+    narrow,
+    visible_alert,
+    visible_site_ids,
+)
 from gateway.api.schemas import AckIn, AlertOut, CloseIn, TransitionOut, iso
 
 router = APIRouter(prefix="/api/alerts", tags=["alerts"])
@@ -21,7 +35,7 @@ OPEN_STATES = [AlertState.RAISED, AlertState.ACKNOWLEDGED, AlertState.CLEARED]
 @router.get("")
 async def list_alerts(
     gateway: GatewayDep,
-    _: PrincipalDep,
+    who: PrincipalDep,
     state: Annotated[
         str | None, Query(description="open, or one of raised/acknowledged/cleared/closed")
     ] = None,
@@ -42,7 +56,7 @@ async def list_alerts(
             raise HTTPException(422, f"unknown state {state!r}") from None
     alerts = await gateway.alerts.list(
         states=states,
-        site_ids=[site_id] if site_id else None,
+        site_ids=narrow(site_id, visible_site_ids(gateway, who)),
         device_id=device_id,
         severity=severity,
         alert_class=alert_class,
@@ -53,9 +67,14 @@ async def list_alerts(
 
 @router.get("/stream")
 async def stream(
-    request: Request, gateway: GatewayDep, _: StreamPrincipalDep
+    request: Request, gateway: GatewayDep, who: StreamPrincipalDep
 ) -> EventSourceResponse:
-    """Server-Sent Events: one ``alert`` event per change, for the live console."""
+    """Server-Sent Events: one ``alert`` event per change, for the live console.
+
+    Only changes of alerts the caller may see are sent. Authorized by the session
+    cookie (a same-origin ``EventSource`` sends it) or a bearer header; never by a
+    token in the URL, which would end up in access logs.
+    """
 
     async def events() -> AsyncIterator[dict[str, Any]]:
         async with gateway.bus.subscribe() as changes:
@@ -63,6 +82,8 @@ async def stream(
             async for change in changes:
                 if await request.is_disconnected():
                     break
+                if not alert_visible(gateway, who, change.alert):
+                    continue
                 body = {
                     "kind": change.kind,
                     "alert": AlertOut.of(change.alert, gateway).model_dump(mode="json"),
@@ -73,13 +94,13 @@ async def stream(
 
 
 @router.get("/{alert_id}")
-async def get_alert(alert_id: int, gateway: GatewayDep, _: PrincipalDep) -> AlertOut:
-    return AlertOut.of(await gateway.alerts.get(alert_id), gateway)
+async def get_alert(alert_id: int, gateway: GatewayDep, who: PrincipalDep) -> AlertOut:
+    return AlertOut.of(await visible_alert(gateway, who, alert_id), gateway)
 
 
 @router.get("/{alert_id}/history")
-async def history(alert_id: int, gateway: GatewayDep, _: PrincipalDep) -> list[TransitionOut]:
-    await gateway.alerts.get(alert_id)
+async def history(alert_id: int, gateway: GatewayDep, who: PrincipalDep) -> list[TransitionOut]:
+    await visible_alert(gateway, who, alert_id)
     tz = gateway.settings.timezone
     return [
         TransitionOut(
@@ -97,11 +118,16 @@ async def history(alert_id: int, gateway: GatewayDep, _: PrincipalDep) -> list[T
 async def acknowledge(
     alert_id: int, body: AckIn, gateway: GatewayDep, who: PrincipalDep
 ) -> AlertOut:
+    await visible_alert(gateway, who, alert_id)
     alert = await gateway.alerts.acknowledge(alert_id, who.name, body.note)
+    await gateway.audit.record(who.name, "alert.ack", f"alert:{alert_id}", {"note": body.note})
     return AlertOut.of(alert, gateway)
 
 
 @router.post("/{alert_id}/close")
-async def close(alert_id: int, body: CloseIn, gateway: GatewayDep, who: PrincipalDep) -> AlertOut:
+async def close(alert_id: int, body: CloseIn, gateway: GatewayDep, who: StaffDep) -> AlertOut:
+    await visible_alert(gateway, who, alert_id)
     alert = await gateway.alerts.close(alert_id, who.name, body.disposition, body.note)
+    detail = {"disposition": body.disposition, "note": body.note}
+    await gateway.audit.record(who.name, "alert.close", f"alert:{alert_id}", detail)
     return AlertOut.of(alert, gateway)

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
-from gateway.api.deps import GatewayDep, PrincipalDep
+from gateway.api.deps import GatewayDep, PrincipalDep, narrow, visible_incident, visible_site_ids
 from gateway.api.schemas import AlertOut, IncidentDetailOut, IncidentOut
 
 router = APIRouter(prefix="/api/incidents", tags=["incidents"])
@@ -18,14 +18,14 @@ MAX_ALERTS = 1000
 @router.get("")
 async def list_incidents(
     gateway: GatewayDep,
-    _: PrincipalDep,
+    who: PrincipalDep,
     state: Literal["open", "closed"] | None = None,
     site_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> list[IncidentOut]:
     """Open incidents first, then worst severity first, then newest first."""
     incidents = await gateway.alerts.list_incidents(
-        site_ids=[site_id] if site_id else None,
+        site_ids=narrow(site_id, visible_site_ids(gateway, who)),
         is_open=None if state is None else state == "open",
         limit=limit,
     )
@@ -33,9 +33,11 @@ async def list_incidents(
 
 
 @router.get("/{incident_id}")
-async def get_incident(incident_id: int, gateway: GatewayDep, _: PrincipalDep) -> IncidentDetailOut:
-    """The incident with its alerts, worst severity on top."""
-    incident = await gateway.alerts.get_incident(incident_id)
+async def get_incident(
+    incident_id: int, gateway: GatewayDep, who: PrincipalDep
+) -> IncidentDetailOut:
+    """The incident with its alerts, worst severity on top (404 outside the caller's scope)."""
+    incident = await visible_incident(gateway, who, incident_id)
     alerts = await gateway.alerts.list(incident_id=incident_id, limit=MAX_ALERTS)
     alerts.sort(key=lambda a: (-a.severity.rank, not a.is_open, a.raised_at, a.id))
     summary = IncidentOut.of(incident, gateway)

@@ -4,6 +4,9 @@ The delivery log answers "who was told about this alert, how, and did it arrive?
 notification with every attempt and its outcome. Channel output never carries a URL's
 token, a password or a secret, and contacts' phone numbers and e-mail addresses are
 masked: the API is for checking the chain, not for harvesting a contact list.
+
+The policies and channels are the office's set-up: staff roles only. Notifications
+are shown for the alerts the caller may see.
 """
 
 from __future__ import annotations
@@ -14,10 +17,13 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from alerts.notify.store import Notification, Status
-from gateway.api.deps import GatewayDep, PrincipalDep
+from gateway.api.deps import GatewayDep, PrincipalDep, StaffDep, visible_alert, visible_site_ids
 from gateway.api.schemas import iso
 
 router = APIRouter(tags=["notifications"])
+
+#: A scoped principal's notification log looks among its newest this many alerts.
+SCOPED_ALERTS = 5000
 
 
 class AttemptOut(BaseModel):
@@ -103,7 +109,7 @@ def mask_email(email: str) -> str:
 
 
 @router.get("/api/escalation-policies")
-async def policies(gateway: GatewayDep, _: PrincipalDep) -> list[dict[str, Any]]:
+async def policies(gateway: GatewayDep, _: StaffDep) -> list[dict[str, Any]]:
     """Each policy in match order: what it matches, its steps (delay, who, how), reminders."""
     config = gateway.notify.config
 
@@ -137,7 +143,7 @@ async def policies(gateway: GatewayDep, _: PrincipalDep) -> list[dict[str, Any]]
 
 
 @router.get("/api/notification-channels")
-async def channels(gateway: GatewayDep, _: PrincipalDep) -> list[dict[str, Any]]:
+async def channels(gateway: GatewayDep, _: StaffDep) -> list[dict[str, Any]]:
     """Each channel's type and host (never its token or password) and how it is doing."""
     tz = gateway.settings.timezone
     health = gateway.notify.queue.health()
@@ -161,10 +167,10 @@ async def channels(gateway: GatewayDep, _: PrincipalDep) -> list[dict[str, Any]]
 
 @router.get("/api/alerts/{alert_id}/notifications")
 async def alert_notifications(
-    alert_id: int, gateway: GatewayDep, _: PrincipalDep
+    alert_id: int, gateway: GatewayDep, who: PrincipalDep
 ) -> list[NotificationOut]:
     """Every notification made for the alert, in order, with every attempt and outcome."""
-    await gateway.alerts.get(alert_id)
+    await visible_alert(gateway, who, alert_id)
     tz = gateway.settings.timezone
     return [NotificationOut.of(n, tz) for n in await gateway.notify.store.for_alert(alert_id)]
 
@@ -172,11 +178,18 @@ async def alert_notifications(
 @router.get("/api/notifications")
 async def recent_notifications(
     gateway: GatewayDep,
-    _: PrincipalDep,
+    who: PrincipalDep,
     status: Status | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[NotificationOut]:
     """The newest notifications of all alerts (``status=failed`` for what never arrived)."""
     tz = gateway.settings.timezone
-    found = await gateway.notify.store.recent(status, limit)
+    sites = visible_site_ids(gateway, who)
+    if sites is None:
+        found = await gateway.notify.store.recent(status, limit)
+    else:
+        alerts = await gateway.alerts.list(site_ids=sorted(sites), limit=SCOPED_ALERTS)
+        mine = {a.id for a in alerts}
+        newest = await gateway.notify.store.recent(status, 1000)
+        found = [n for n in newest if n.alert_id in mine][:limit]
     return [NotificationOut.of(n, tz) for n in found]

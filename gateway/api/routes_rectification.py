@@ -8,6 +8,10 @@ The fix report is multipart (a ``note`` field and ``files``). It is parsed here,
 after the token was checked and the declared size was found acceptable, rather
 than by FastAPI before any dependency runs: otherwise anyone, token or not, could
 make the gateway spool an arbitrarily large upload to disk.
+
+Scope and roles: every item is cut to the caller's scope by its site (others answer
+404, like a missing item). The office's staff list, verify and send back items; an
+enterprise user sees its own items and reports their fix with evidence.
 """
 
 from __future__ import annotations
@@ -35,8 +39,16 @@ from alerts.rectification import (
     Source,
 )
 from alerts.stats import parse_instant
-from gateway.api.deps import GatewayDep, PrincipalDep
+from gateway.api.deps import (
+    GatewayDep,
+    PrincipalDep,
+    StaffDep,
+    site_visible,
+    visible_alert,
+    visible_site_ids,
+)
 from gateway.api.schemas import ID, iso
+from gateway.auth import Principal
 from gateway.errors import ConflictError, NotFoundError
 from gateway.service import Gateway
 
@@ -226,9 +238,26 @@ async def _detail(item: Item, gateway: Gateway) -> ItemDetailOut:
     )
 
 
+async def _visible_item(gateway: Gateway, who: Principal, item_id: int) -> Item:
+    """The item, or the book's own 404 if it is missing *or* its site is out of scope."""
+    with _answers():
+        item = await gateway.rectifications.get(item_id)
+    if not site_visible(gateway, who, item.site_id):
+        raise HTTPException(404, f"rectification item {item_id} does not exist")
+    return item
+
+
 @router.post("", status_code=201)
-async def create(body: RectificationIn, gateway: GatewayDep, who: PrincipalDep) -> ItemDetailOut:
+async def create(body: RectificationIn, gateway: GatewayDep, who: StaffDep) -> ItemDetailOut:
     """List a hazard. From an alert, site and hazard default to the alert's."""
+    # Out of scope reads exactly like the book's "does not exist" / "not registered".
+    if body.alert_id is not None:
+        try:
+            await visible_alert(gateway, who, body.alert_id)
+        except NotFoundError as exc:
+            raise HTTPException(422, str(exc)) from exc
+    if body.site_id is not None and not site_visible(gateway, who, body.site_id):
+        raise HTTPException(422, f"site {body.site_id!r} is not registered; register it first")
     try:
         deadline_ms = parse_instant(body.deadline, gateway.settings.timezone, end_of_day=True)
     except ValueError as exc:
@@ -253,7 +282,7 @@ async def create(body: RectificationIn, gateway: GatewayDep, who: PrincipalDep) 
 @router.get("")
 async def list_items(
     gateway: GatewayDep,
-    _: PrincipalDep,
+    who: PrincipalDep,
     state: ItemState | None = None,
     site_id: str | None = None,
     village: str | None = None,
@@ -273,6 +302,9 @@ async def list_items(
         if wanted is not None:
             matching = {s.id for s in gateway.registry.sites() if getattr(s, attribute) == wanted}
             site_ids = matching if site_ids is None else site_ids & matching
+    visible = visible_site_ids(gateway, who)
+    if visible is not None:
+        site_ids = visible if site_ids is None else site_ids & visible
     items = await gateway.rectifications.list(
         ItemFilter(
             states=None if state is None else [state],
@@ -287,10 +319,11 @@ async def list_items(
 
 
 @router.get("/{item_id}")
-async def get_item(item_id: int, gateway: GatewayDep, _: PrincipalDep) -> ItemDetailOut:
+async def get_item(item_id: int, gateway: GatewayDep, who: PrincipalDep) -> ItemDetailOut:
     """One item with its full history and the list of its evidence."""
+    item = await _visible_item(gateway, who, item_id)
     with _answers():
-        return await _detail(await gateway.rectifications.get(item_id), gateway)
+        return await _detail(item, gateway)
 
 
 _REPORT_FORM = {
@@ -321,6 +354,7 @@ async def report(
     item_id: int, request: Request, gateway: GatewayDep, who: PrincipalDep
 ) -> ItemDetailOut:
     """The enterprise reports the fix: open -> fix_reported, with a note and evidence files."""
+    await _visible_item(gateway, who, item_id)
     limits = gateway.rectifications.files.limits
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
@@ -359,10 +393,9 @@ async def report(
 
 
 @router.post("/{item_id}/verify")
-async def verify(
-    item_id: int, body: VerifyIn, gateway: GatewayDep, who: PrincipalDep
-) -> ItemDetailOut:
+async def verify(item_id: int, body: VerifyIn, gateway: GatewayDep, who: StaffDep) -> ItemDetailOut:
     """Strike the item off (销号): fix_reported -> verified. Final."""
+    await _visible_item(gateway, who, item_id)
     with _answers():
         item = await gateway.rectifications.verify(item_id, who.name, body.note)
         return await _detail(item, gateway)
@@ -370,9 +403,10 @@ async def verify(
 
 @router.post("/{item_id}/send-back")
 async def send_back(
-    item_id: int, body: SendBackIn, gateway: GatewayDep, who: PrincipalDep
+    item_id: int, body: SendBackIn, gateway: GatewayDep, who: StaffDep
 ) -> ItemDetailOut:
     """The fix is not accepted: fix_reported -> open, with the reason."""
+    await _visible_item(gateway, who, item_id)
     with _answers():
         item = await gateway.rectifications.send_back(item_id, who.name, body.reason)
         return await _detail(item, gateway)
@@ -384,9 +418,10 @@ async def send_back(
     responses={200: {"content": {t: {} for t in ("image/jpeg", "application/pdf")}}},
 )
 async def download_evidence(
-    item_id: int, evidence_id: int, gateway: GatewayDep, _: PrincipalDep
+    item_id: int, evidence_id: int, gateway: GatewayDep, who: PrincipalDep
 ) -> Response:
     """The evidence file as uploaded, after checking it still matches its recorded hash."""
+    await _visible_item(gateway, who, item_id)
     with _answers():
         record, data = await gateway.rectifications.evidence_file(item_id, evidence_id)
     ascii_name = record.filename.encode("ascii", "ignore").decode() or "evidence"

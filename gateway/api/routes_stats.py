@@ -2,6 +2,11 @@
 
 The definitions of every number are in :mod:`alerts.stats`. The period defaults
 to the 30 days up to now.
+
+Every number is computed over the sites the caller may see only, so a community
+officer's totals are their villages' and an enterprise user's their own sites'.
+``village=`` or ``enterprise=`` narrows the report further; one the caller has no
+site of (another enterprise, say) is a 404, exactly like one that does not exist.
 """
 
 from __future__ import annotations
@@ -22,7 +27,10 @@ from alerts.stats import (
     report_csv,
     rows_csv,
 )
-from gateway.api.deps import GatewayDep, PrincipalDep
+from gateway.api.deps import GatewayDep, PrincipalDep, visible_sites
+from gateway.auth import Principal
+from gateway.errors import NotFoundError
+from gateway.service import Gateway
 
 router = APIRouter(prefix="/api/stats", tags=["statistics"])
 
@@ -36,6 +44,28 @@ Until = Annotated[
     str | None,
     Query(description="exclusive; a bare date means the end of that day; default now"),
 ]
+
+
+Village = Annotated[str | None, Query(description="only the sites of this village/community")]
+Enterprise = Annotated[str | None, Query(description="only the sites of this enterprise")]
+
+
+def _sites(
+    gateway: Gateway, who: Principal, village: str | None, enterprise: str | None
+) -> list[str] | None:
+    """The site ids to compute over; None: every site (a town-wide caller, no filter)."""
+    if who.scope.town_wide and village is None and enterprise is None:
+        return None
+    sites = visible_sites(gateway, who)
+    for attribute, wanted, what in (
+        ("village", village, "village"),
+        ("enterprise", enterprise, "enterprise"),
+    ):
+        if wanted is not None:
+            sites = [s for s in sites if getattr(s, attribute) == wanted]
+            if not sites:
+                raise NotFoundError(f"{what} {wanted!r} not found")
+    return [s.id for s in sites]
 
 
 def _period(since: str | None, until: str | None, timezone: str, now_ms: int) -> Period:
@@ -54,31 +84,37 @@ def _period(since: str | None, until: str | None, timezone: str, now_ms: int) ->
 @router.get("")
 async def stats(
     gateway: GatewayDep,
-    _: PrincipalDep,
+    who: PrincipalDep,
     group_by: GroupBy = "village",
     since: Since = None,
     until: Until = None,
+    village: Village = None,
+    enterprise: Enterprise = None,
 ) -> Report:
     """Alerts, response times, false-alarm rates, offline devices and items per group."""
+    sites = _sites(gateway, who, village, enterprise)
     period = _period(since, until, gateway.settings.timezone, gateway.rectifications.clock())
-    return await gateway.stats.report(period, group_by)
+    return await gateway.stats.report(period, group_by, sites)
 
 
 @router.get(".csv", response_class=Response, responses={200: {"content": {"text/csv": {}}}})
 async def stats_csv(
     gateway: GatewayDep,
-    _: PrincipalDep,
+    who: PrincipalDep,
     group_by: GroupBy = "village",
     since: Since = None,
     until: Until = None,
+    village: Village = None,
+    enterprise: Enterprise = None,
     table: Annotated[
         Literal["groups", "sites", "devices"],
         Query(description="groups (and a total row), or false-alarm rates per site or device"),
     ] = "groups",
 ) -> Response:
     """The same report as CSV (UTF-8 with a BOM, so Excel shows Chinese names)."""
+    sites = _sites(gateway, who, village, enterprise)
     period = _period(since, until, gateway.settings.timezone, gateway.rectifications.clock())
-    report = await gateway.stats.report(period, group_by)
+    report = await gateway.stats.report(period, group_by, sites)
     if table == "groups":
         text = report_csv(report)
     elif table == "sites":
@@ -104,9 +140,11 @@ class FalseAlarmSites(BaseModel):
 @router.get("/false-alarms")
 async def false_alarms(
     gateway: GatewayDep,
-    _: PrincipalDep,
+    who: PrincipalDep,
     since: Since = None,
     until: Until = None,
+    village: Village = None,
+    enterprise: Enterprise = None,
     limit: Annotated[
         int, Query(ge=0, description="list site-days with more false alarms than this")
     ] = FALSE_ALARM_DAY_LIMIT,
@@ -114,7 +152,8 @@ async def false_alarms(
     """Sites to follow up: more than ``limit`` (default 5) false alarms on one day."""
     tz = gateway.settings.timezone
     period = _period(since, until, tz, gateway.rectifications.clock())
-    days = await gateway.stats.false_alarm_days(period, limit)
+    sites = _sites(gateway, who, village, enterprise)
+    days = await gateway.stats.false_alarm_days(period, limit, sites)
     return FalseAlarmSites(
         since=local_iso(period.since_ms, tz),
         until=local_iso(period.until_ms, tz),
