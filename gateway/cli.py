@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from gateway import cli_detectors
+from gateway import cli_detectors, cli_enterprise
 from gateway.config import Settings, load_settings
 from gateway.errors import EwgError
 from gateway.registry_model import Device, Site
@@ -367,13 +367,15 @@ def device_add(
     site: Annotated[str, typer.Option(help="site id")],
     name: str = "",
     parent: Annotated[str | None, typer.Option(help="parent device id")] = None,
+    room: Annotated[str | None, typer.Option(help="room / space, for cross-sensor checks")] = None,
+    circuit: Annotated[str | None, typer.Option(help="electrical circuit it is on")] = None,
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Register a device so the gateway accepts its messages (and, with broker accounts on,
     give it its own MQTT secret, printed once)."""
     settings = _settings(config, data_dir=data_dir)
-    device = Device(device_id, profile, site, name, parent)
+    device = Device(device_id, profile, site, name, parent, room, circuit)
     sheet = _run(_with_accounts(settings, lambda a: _added_sheet(a, device)))
     typer.echo(f"device {device_id} added; it publishes to ewg/v1/{device_id}/telemetry")
     _echo_sheet(sheet)
@@ -447,6 +449,7 @@ def profiles_list(directory: Annotated[Path | None, typer.Option("--dir")] = Non
 
 
 cli_detectors.register(app)  # ewg backtest, ewg evaluate
+cli_enterprise.register(app, device_app)  # ewg enterprise ..., ewg device relate
 
 
 def main() -> None:
