@@ -60,6 +60,8 @@ class DeviceIn(BaseModel):
     site_id: str
     name: str = Field(default="", max_length=200)
     parent_id: str | None = None
+    room: str | None = Field(default=None, max_length=100)
+    circuit: str | None = Field(default=None, max_length=100)
 
     def to_device(self) -> Device:
         return Device(**self.model_dump())
@@ -88,6 +90,8 @@ class DeviceOut(DeviceIn):
             site_id=device.site_id,
             name=device.name,
             parent_id=device.parent_id,
+            room=device.room,
+            circuit=device.circuit,
             online=gateway.detectors.is_online(device.id),
             last_seen=iso(last, tz),
             telemetry_topic=f"ewg/v1/{device.id}/telemetry",
