@@ -8,28 +8,42 @@ device's profile, so adding a device or a rule to a profile needs no code.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from zoneinfo import ZoneInfo
 
-from alerts.model import Alert, AlertClass, AlertState, Severity, Signal, Stage
+import numpy as np
+
+from alerts.model import Alert, AlertChange, AlertClass, AlertState, Severity, Signal, Stage
 from detectors._state import get_dict, get_int
 from detectors.base import StageChange
 from detectors.identity import Identity
 from detectors.offline import OfflineChange, OfflineDetector
+from detectors.rules import detector_from_rule, message
 from detectors.staged import Staged
-from detectors.threshold import threshold_from_rule
 from gateway.model import DeviceEvent, Reading, StatusChange
-from gateway.profiles import EventSpec, Profile, ThresholdRule
+from gateway.profiles import DriftRule, EventSpec, Profile, ThresholdRule
+from gateway.rule_overrides import RuleOverrides
+
+log = logging.getLogger(__name__)
 
 #: Looks up a device's profile; None for a device the registry does not know.
 ProfileOf = Callable[[str], Profile | None]
+#: Looks up a device's site id; None if it has none (then only device overrides apply).
+SiteOf = Callable[[str], str | None]
 
 #: The rule name of offline alerts (an equipment fault, not a hazard).
 OFFLINE_RULE = "offline"
 
-_STATE_VERSION = 1
+_STATE_VERSION = 2
+#: A batch with at least this many readings of one metric of one device goes through
+#: the vectorised path (same result as point by point; cheaper from about here on).
+BATCH_MIN = 16
+
+__all__ = ["BATCH_MIN", "OFFLINE_RULE", "DetectorBank", "ProfileOf", "SiteOf",
+           "detector_from_rule"]
 
 
 @dataclass(slots=True)
@@ -48,6 +62,14 @@ class DetectorBank:
     profile_of
         The device's current profile. Devices without one (not registered) are
         ignored: there is no rule to apply and no timeout to wait for.
+    timezone
+        The town's zone: for times in messages, and for rule schedules that name
+        no zone of their own.
+    site_of
+        The device's site, for per-site rule overrides.
+    overrides
+        Per-site and per-device changes to the profiles' rules
+        (:mod:`gateway.rule_overrides`): device over site over profile.
 
     Notes
     -----
@@ -60,6 +82,15 @@ class DetectorBank:
     If a device's profile changes, its detectors are rebuilt from the new rules
     on the next reading; the current stage is kept, so an open alarm is cleared
     by the next point under the new bounds rather than forgotten.
+
+    When an operator closes an alert whose condition still holds, :meth:`on_closed`
+    (wired as an alert-engine listener through :meth:`on_change`) forgets that
+    rule's stage, so the next point that still crosses raises a new alert instead
+    of the rule staying silently "in alarm" with nothing open.
+
+    A batch carrying at least :data:`BATCH_MIN` readings of one (device, metric)
+    runs through :meth:`~detectors.staged.Staged.process_many`, which gives the
+    same signals as the point-by-point loop.
 
     Examples
     --------
@@ -78,15 +109,37 @@ class DetectorBank:
     orange False 剩余电流超限 / Residual current over limit: 150 mA (< 280)
     """
 
-    __slots__ = ("_offline", "_profile_of", "_restored", "_staged", "_tz")
+    __slots__ = (
+        "_offline",
+        "_overrides",
+        "_profile_of",
+        "_restored",
+        "_rules",
+        "_site_of",
+        "_staged",
+        "_tz",
+        "_zone_name",
+    )
 
-    def __init__(self, profile_of: ProfileOf, timezone: str = "Asia/Shanghai") -> None:
+    def __init__(
+        self,
+        profile_of: ProfileOf,
+        timezone: str = "Asia/Shanghai",
+        *,
+        site_of: SiteOf | None = None,
+        overrides: RuleOverrides | None = None,
+    ) -> None:
         self._profile_of = profile_of
         self._tz = ZoneInfo(timezone)  # for times in messages a duty officer reads
+        self._zone_name = timezone
+        self._site_of = site_of
+        self._overrides = overrides
         self._offline = OfflineDetector()
         self._staged: dict[str, dict[str, _Entry]] = {}
         #: Restored detector states not yet needed (applied when the detector is built).
         self._restored: dict[str, dict[str, dict[str, object]]] = {}
+        #: Effective rules per device: (profile, site) they were worked out for, and them.
+        self._rules: dict[str, tuple[Profile, str | None, tuple[ThresholdRule, ...]]] = {}
 
     # -- inputs ---------------------------------------------------------------------------
 
@@ -98,27 +151,50 @@ class DetectorBank:
         Each reading also marks its device as heard from, at ``received_ms`` if
         given, else at the reading's timestamp.
         """
-        signals: list[Signal] = []
+        # (reading index, order within it, signal): sorted at the end, so the vectorised
+        # groups and the loop give signals in reading order.
+        found: list[tuple[int, int, Signal]] = []
         profiles: dict[str, Profile | None] = {}
-        for reading in readings:
+        rules_of: dict[str, tuple[ThresholdRule, ...]] = {}
+        groups: dict[tuple[str, str], list[int]] = {}
+        for i, reading in enumerate(readings):
             device_id = reading.device_id
             if device_id not in profiles:
-                profiles[device_id] = self._profile_of(device_id)
+                profile = self._profile_of(device_id)
+                profiles[device_id] = profile
+                if profile is not None:
+                    rules_of[device_id] = self.rules(device_id, profile)
             profile = profiles[device_id]
             if profile is None:
                 continue
             seen_ms = reading.ts_ms if received_ms is None else received_ms
             back = self._offline.seen(device_id, seen_ms, profile.offline_after_s * 1000)
             if back is not None:
-                signals.append(_offline_signal(back, self._tz))
-            for rule in profile.rules:
-                if rule.metric != reading.metric:
+                found.append((i, 0, _offline_signal(back, self._tz)))
+            groups.setdefault((device_id, reading.metric), []).append(i)
+        for (device_id, metric), where in groups.items():
+            profile = profiles[device_id]
+            assert profile is not None
+            for order, rule in enumerate(rules_of[device_id], start=1):
+                if rule.metric != metric:
                     continue
-                staged = self._detector(device_id, rule)
-                change = staged.update(reading.ts_ms, reading.value)
-                if change is not None:
-                    signals.append(_threshold_signal(device_id, profile, rule, staged, change))
-        return signals
+                staged = self._detector(device_id, rule, profile)
+                if len(where) >= BATCH_MIN:
+                    ts = np.fromiter((readings[i].ts_ms for i in where), np.int64, len(where))
+                    vals = np.fromiter((readings[i].value for i in where), np.float64, len(where))
+                    done = staged.process_many(ts, vals)
+                    for at, moved in zip(done.at, done.changes, strict=True):
+                        signal = self._rule_signal(device_id, profile, rule, staged, moved)
+                        found.append((where[at], order, signal))
+                    continue
+                for i in where:
+                    reading = readings[i]
+                    change = staged.update(reading.ts_ms, reading.value)
+                    if change is not None:
+                        signal = self._rule_signal(device_id, profile, rule, staged, change)
+                        found.append((i, order, signal))
+        found.sort(key=lambda item: (item[0], item[1]))
+        return [signal for _, _, signal in found]
 
     def on_event(self, event: DeviceEvent, *, received_ms: int | None = None) -> list[Signal]:
         """A device event: raises its profile's alert, or clears the one it ``clears``.
@@ -134,6 +210,12 @@ class DetectorBank:
         back = self._offline.seen(event.device_id, seen_ms, profile.offline_after_s * 1000)
         if back is not None:
             signals.append(_offline_signal(back, self._tz))
+        for rule in self.rules(event.device_id, profile):
+            if isinstance(rule, DriftRule) and event.type in rule.relearn_on:
+                reset = getattr(self._detector(event.device_id, rule, profile).scorer,
+                                "reset_baseline", None)
+                if reset is not None:
+                    reset()  # e.g. a bag change: the old baseline no longer applies
         spec = profile.events.get(event.type)
         if spec is None:
             return signals
@@ -217,10 +299,11 @@ class DetectorBank:
                     alert.device_id, min(alert.raised_at, now_ms), profile.offline_after_s * 1000
                 )
                 continue
-            rule = next((r for r in profile.rules if r.name == alert.rule), None)
+            rules = self.rules(alert.device_id, profile)
+            rule = next((r for r in rules if r.name == alert.rule), None)
             if rule is None:
                 continue  # an event type, or a rule the profile no longer has
-            staged = self._detector(alert.device_id, rule)
+            staged = self._detector(alert.device_id, rule, profile)
             if staged.stage is not Stage.NORMAL:
                 continue
             if alert.severity == rule.alarm.severity:
@@ -233,10 +316,47 @@ class DetectorBank:
             saved["stage"] = int(stage)
             staged.restore(saved)
 
+    def on_closed(self, device_id: str, rule_name: str) -> bool:
+        """An operator closed the alert of ``rule_name`` on ``device_id``: forget its stage.
+
+        The pending clocks are kept, so if the condition still holds the next
+        crossing point raises a new alert at once (its delay was long met); if it
+        no longer holds, nothing happens. Returns whether a raised stage was dropped.
+        Offline and event alerts are not rules and are left alone.
+        """
+        entry = self._staged.get(device_id, {}).get(rule_name)
+        if entry is not None:
+            return entry.staged.reset_stage() is not Stage.NORMAL
+        saved = self._restored.get(device_id, {}).get(rule_name)
+        if saved is not None and saved.get("stage") != int(Stage.NORMAL):
+            saved["stage"] = int(Stage.NORMAL)
+            return True
+        return False
+
+    def on_change(self, change: AlertChange) -> None:
+        """Alert-engine listener (``AlertEngine.add_listener``): closes reach :meth:`on_closed`."""
+        if change.kind == "closed" and change.alert.rule != OFFLINE_RULE:
+            self.on_closed(change.alert.device_id, change.alert.rule)
+
+    def rules(self, device_id: str, profile: Profile) -> tuple[ThresholdRule, ...]:
+        """The rules in force for a device: its profile's, with its site's and its own
+        overrides applied, without those switched off."""
+        site = self._site_of(device_id) if self._site_of is not None else None
+        cached = self._rules.get(device_id)
+        if cached is not None and cached[0] is profile and cached[1] == site:
+            return cached[2]
+        if self._overrides is None:
+            rules = tuple(r for r in profile.rules if r.enabled)
+        else:
+            rules = self._overrides.rules_for(profile, site, device_id)
+        self._rules[device_id] = (profile, site, rules)
+        return rules
+
     def forget(self, device_id: str) -> None:
         """Drop every detector of a device removed from the registry."""
         self._staged.pop(device_id, None)
         self._restored.pop(device_id, None)
+        self._rules.pop(device_id, None)
         self._offline.forget(device_id)
 
     def is_online(self, device_id: str) -> bool | None:
@@ -259,18 +379,23 @@ class DetectorBank:
     # -- persistence ----------------------------------------------------------------------
 
     def state(self) -> dict[str, object]:
-        """Every detector's state (JSON-safe), to write out before a restart."""
-        thresholds: dict[str, dict[str, object]] = {}
+        """Every detector's state (JSON-safe), to write out before a restart.
+
+        Each rule's entry is its :meth:`Staged.state` (stage, clocks and the
+        scorer's state: a learnt baseline, an anomaly model) plus ``rule_type``,
+        so a rule whose type changed meanwhile does not get a foreign scorer state.
+        """
+        rules: dict[str, dict[str, object]] = {}
         for device_id, saved in self._restored.items():
-            thresholds[device_id] = dict(saved)
+            rules[device_id] = dict(saved)
         for device_id, entries in self._staged.items():
-            per = thresholds.setdefault(device_id, {})
+            per = rules.setdefault(device_id, {})
             for rule_name, entry in entries.items():
-                per[rule_name] = entry.staged.state()
+                per[rule_name] = {**entry.staged.state(), "rule_type": entry.rule.type}
         return {
             "version": _STATE_VERSION,
             "offline": self._offline.state(),
-            "thresholds": thresholds,
+            "rules": rules,
         }
 
     def restore(self, state: dict[str, object]) -> None:
@@ -278,18 +403,21 @@ class DetectorBank:
 
         Everything is validated first (ValueError names the device and rule), so
         a corrupt file fails here, at start-up, and leaves the bank unchanged.
-        Threshold states are applied when each detector is next built, because
-        the profiles (and so the bounds) are only looked up then.
+        Rule states are applied when each detector is next built, because the
+        profiles (and so the bounds and the scorer) are only looked up then; a
+        scorer state its scorer then refuses is logged and only the stage kept.
+        Version 1 files (thresholds only) are read too.
         """
         if not isinstance(state, dict):
             raise ValueError(f"DetectorBank state must be a mapping, got {type(state).__name__}")
         version = get_int(state, "version")
-        if version != _STATE_VERSION:
+        if version not in (1, _STATE_VERSION):
             raise ValueError(f"unsupported detector state version {version}")
         offline = OfflineDetector()
         offline.restore(get_dict(state, "offline"))
         restored: dict[str, dict[str, dict[str, object]]] = {}
-        for device_id, rules in get_dict(state, "thresholds").items():
+        key = "thresholds" if version == 1 else "rules"
+        for device_id, rules in get_dict(state, key).items():
             if not isinstance(rules, dict):
                 raise ValueError(f"thresholds of device {device_id!r} must be a mapping")
             per: dict[str, dict[str, object]] = {}
@@ -297,11 +425,12 @@ class DetectorBank:
                 if not isinstance(rule_name, str) or not isinstance(saved, dict):
                     raise ValueError(f"threshold {device_id!r}/{rule_name!r} must be a mapping")
                 try:
-                    # Every bank rule is a threshold over Identity, so a throwaway one
-                    # checks the structure now; bounds are not part of the state.
-                    Staged(Identity(), alarm=0.0).restore(saved)
+                    # The stage machine's part is checked now (a throwaway over Identity,
+                    # bounds are not part of the state); the scorer's when it is built.
+                    Staged(Identity(), alarm=0.0).restore({**saved, "scorer": {}})
+                    get_dict(saved, "scorer")
                 except ValueError as exc:
-                    raise ValueError(f"threshold {device_id!r}/{rule_name!r}: {exc}") from None
+                    raise ValueError(f"rule {device_id!r}/{rule_name!r}: {exc}") from None
                 per[rule_name] = saved
             restored[device_id] = per
         self._offline = offline
@@ -310,7 +439,7 @@ class DetectorBank:
 
     # -- internals ------------------------------------------------------------------------
 
-    def _detector(self, device_id: str, rule: ThresholdRule) -> Staged:
+    def _detector(self, device_id: str, rule: ThresholdRule, profile: Profile) -> Staged:
         entries = self._staged.setdefault(device_id, {})
         entry = entries.get(rule.name)
         if entry is not None:
@@ -319,49 +448,82 @@ class DetectorBank:
             if entry.rule == rule:
                 entry.rule = rule  # same values, new object: take the fast path next time
                 return entry.staged
-            staged = threshold_from_rule(rule)
-            carried = staged.state()
-            old = entry.staged.state()
-            carried["stage"] = old["stage"]
-            carried["last_ts_ms"] = old["last_ts_ms"]
-            staged.restore(carried)
+            staged = self._build(device_id, rule, profile)
+            if entry.rule.type == rule.type and _same_scorer(entry.rule, rule):
+                # Bounds changed, the scorer did not: keep what it learnt.
+                self._apply(staged, entry.staged.state(), device_id, rule)
+            else:
+                self._carry_stage(staged, entry.staged.state())
         else:
-            staged = threshold_from_rule(rule)
+            staged = self._build(device_id, rule, profile)
             saved = self._restored.get(device_id, {}).pop(rule.name, None)
             if saved is not None:
-                staged.restore(saved)
+                if saved.get("rule_type", "threshold") == rule.type:
+                    self._apply(staged, saved, device_id, rule)
+                else:
+                    self._carry_stage(staged, saved)
         entries[rule.name] = _Entry(rule=rule, staged=staged)
         return staged
 
+    def _build(self, device_id: str, rule: ThresholdRule, profile: Profile) -> Staged:
+        return detector_from_rule(rule, profile.metrics.get(rule.metric), self._zone_name)
 
-def _threshold_signal(
-    device_id: str, profile: Profile, rule: ThresholdRule, staged: Staged, change: StageChange
-) -> Signal:
-    active = change.new is not Stage.NORMAL
-    # A clear carries the severity of what it clears.
-    stage = change.new if active else change.old
-    spec = rule.prewarning if stage is Stage.PREWARNING else rule.alarm
-    # (a restored pre-warning the profile no longer has: fall back to the alarm's colour)
-    severity = (spec or rule.alarm).severity
-    above = rule.direction == "above"
-    if active:
-        symbol, bound = ("≥" if above else "≤"), staged.bound(change.new)
-    else:
-        symbol, bound = ("<" if above else ">"), staged.release(change.old)
-    metric = profile.metrics.get(rule.metric)
-    reading = " ".join(p for p in (f"{change.value:g}", metric.unit if metric else "") if p)
-    limit = f" ({symbol} {bound:g})" if bound is not None else ""
-    return Signal(
-        device_id=device_id,
-        rule=rule.name,
-        active=active,
-        ts_ms=change.ts_ms,
-        value=change.value,
-        severity=severity,
-        alert_class=rule.alert_class,
-        hazard=rule.hazard,
-        message=f"{rule.title_zh} / {rule.title_en}: {reading}{limit}",
-    )
+    @staticmethod
+    def _apply(
+        staged: Staged, saved: dict[str, object], device_id: str, rule: ThresholdRule
+    ) -> None:
+        try:
+            staged.restore({k: v for k, v in saved.items() if k != "rule_type"})
+        except ValueError as exc:
+            log.warning("detector state of %s/%s not usable (%s); its stage is kept, "
+                        "what it learnt starts over", device_id, rule.name, exc)
+            DetectorBank._carry_stage(staged, saved)
+
+    @staticmethod
+    def _carry_stage(staged: Staged, saved: dict[str, object]) -> None:
+        carried = staged.state()
+        carried["stage"] = saved.get("stage", carried["stage"])
+        carried["last_ts_ms"] = saved.get("last_ts_ms", carried["last_ts_ms"])
+        staged.restore(carried)
+
+    def _rule_signal(
+        self,
+        device_id: str,
+        profile: Profile,
+        rule: ThresholdRule,
+        staged: Staged,
+        change: StageChange,
+    ) -> Signal:
+        active = change.new is not Stage.NORMAL
+        # A clear carries the severity of what it clears.
+        stage = change.new if active else change.old
+        spec = rule.prewarning if stage is Stage.PREWARNING else rule.alarm
+        # (a restored pre-warning the profile no longer has: fall back to the alarm's colour)
+        severity = (spec or rule.alarm).severity
+        return Signal(
+            device_id=device_id,
+            rule=rule.name,
+            active=active,
+            ts_ms=change.ts_ms,
+            value=change.value,
+            severity=severity,
+            alert_class=rule.alert_class,
+            hazard=rule.hazard,
+            message=message(rule, staged, change, profile.metrics.get(rule.metric)),
+        )
+
+
+_STAGE_FIELDS = frozenset(
+    {"direction", "prewarning", "alarm", "delay_s", "delay_samples", "hysteresis", "clear",
+     "schedule", "timezone", "enabled", "alert_class", "hazard", "title_zh", "title_en"}
+)
+
+
+def _same_scorer(old: ThresholdRule, new: ThresholdRule) -> bool:
+    """Whether two rules differ only in stage-machine fields (so the scorer state carries)."""
+    a = old.model_dump(exclude=set(_STAGE_FIELDS))
+    b = new.model_dump(exclude=set(_STAGE_FIELDS))
+    return a == b
 
 
 def _offline_signal(change: OfflineChange, tz: tzinfo) -> Signal:

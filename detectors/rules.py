@@ -307,8 +307,8 @@ def message(
         return f"{title}: {reading} 跳变不可能 / impossible jump{step}"
     if kind == "anomaly":
         verb = "anomaly score" if active else "back to anomaly score"
-        return f"{title}: {reading}, {verb} {change.score:.2f} ({limit})"
-    return f"{title}: {reading} ({limit})"
+        return f"{title}: {reading}, {verb} {change.score:.2f}" + (f" ({limit})" if limit else "")
+    return f"{title}: {reading}" + (f" ({limit})" if limit else "")
 
 
 def _with_unit(value: float, unit: str) -> str:

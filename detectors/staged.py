@@ -56,12 +56,14 @@ class Processed:
     """What :meth:`Staged.process_many` made of a batch: per point, and the changes.
 
     ``stages[i]`` is the stage after point ``i`` (``int(Stage)``); a point that was
-    ignored (NaN score, late) keeps the stage before it.
+    ignored (NaN score, late) keeps the stage before it. ``at[k]`` is the position
+    in the batch of ``changes[k]``.
     """
 
     scores: Floats
     stages: npt.NDArray[np.int8]
     changes: list[StageChange] = field(default_factory=list)
+    at: list[int] = field(default_factory=list)
 
 
 def score_and_learn(scorer: Scorer, ts_ms: Timestamps, values: Floats) -> Floats:
@@ -464,6 +466,7 @@ class Staged:
         previous = np.empty_like(e_stage)
         previous[0] = int(stage0)
         previous[1:] = e_stage[:-1]
+        moved = np.flatnonzero(e_stage != previous).tolist()
         changes = [
             StageChange(
                 ts_ms=int(e_ts[i]),
@@ -472,7 +475,7 @@ class Staged:
                 old=Stage(int(previous[i])),
                 new=Stage(int(e_stage[i])),
             )
-            for i in np.flatnonzero(e_stage != previous).tolist()
+            for i in moved
         ]
         self._stage = Stage(int(e_stage[-1]))
         self._last_ts_ms = int(e_ts[-1])
@@ -484,7 +487,7 @@ class Staged:
             else:
                 self._since_ms[stage] = None
                 self._count[stage] = 0
-        return Processed(scores, full, changes)
+        return Processed(scores, full, changes, [int(where[i]) for i in moved])
 
     def _runs(
         self, crossed: npt.NDArray[np.bool_], ts: Timestamps, stage: Stage

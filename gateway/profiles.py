@@ -251,6 +251,8 @@ class DriftRule(ThresholdRule):
     direction: Direction = "outside"
     baseline: float | None = None
     learn_points: int = Field(default=20, ge=1)
+    #: Event types after which the baseline is learnt again (a dust collector's bag change).
+    relearn_on: list[str] = Field(default_factory=list)
 
 
 class FlatlineRule(ThresholdRule):

@@ -452,9 +452,9 @@ def test_bank_restore_rejects_corrupt_state_and_stays_as_it_was() -> None:
     feed(bank, [350.0] * 11)
     good = bank.state()
     broken = json_roundtrip(good)
-    thresholds = broken["thresholds"]
-    assert isinstance(thresholds, dict)
-    thresholds["efm-1"]["residual_current"]["stage"] = 9
+    rules = broken["rules"]
+    assert isinstance(rules, dict)
+    rules["efm-1"]["residual_current"]["stage"] = 9
     with pytest.raises(ValueError, match="efm-1"):
         bank.restore(broken)
     with pytest.raises(ValueError, match="version"):
@@ -483,4 +483,4 @@ def test_bank_forget_drops_the_device() -> None:
     feed(bank, [350.0] * 5)
     bank.forget("efm-1")
     assert bank.sweep(10**9) == []
-    assert bank.state() == {"version": 1, "offline": {"devices": {}}, "thresholds": {}}
+    assert bank.state() == {"version": 2, "offline": {"devices": {}}, "rules": {}}
