@@ -22,6 +22,7 @@ from gateway.api import (
     routes_incidents,
     routes_metrics,
     routes_notify,
+    routes_portal,
     routes_rectification,
     routes_registry,
     routes_silences,
@@ -74,6 +75,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
         # -- routers: rectification items, statistics --
         routes_rectification.router,
         routes_stats.router,
+        routes_portal.router,
         routes_console.router,
     ]
     for router in routers:
