@@ -9,9 +9,11 @@ a series through a real broker and compares).
 
 Scores are mapped onto [0, 1] so one column means the same for every rule type:
 ``1.0`` at or beyond the alarm bound, and below it the fraction of the way there
-(``score / alarm`` for ``above`` rules, ``alarm / score`` for ``below`` rules; a rule whose
-bound is zero or negative scores 0, 0.5 at the pre-warning and 1 at the alarm). Scorers that
-already score in [0, 1] (anomaly) keep their own score. ``alert`` is 1 on the rows where a
+(``score / alarm`` for ``above`` rules, ``alarm / score`` for ``below`` rules, and for an
+``outside`` band ``score / high`` above zero and ``score / low`` below it, as a drift in per
+cent is). A rule whose bounds do not allow a ratio (a bound of zero or of the wrong sign)
+scores 0, 0.5 at the pre-warning and 1 at the alarm. Anomaly scores are in [0, 1] already
+and are kept as they are. ``alert`` is 1 on the rows where a
 *new* alert would be raised (the stage went up from normal), which is what duty staff count;
 an escalation from pre-warning to alarm updates the open alert and is not a new row.
 
@@ -36,10 +38,12 @@ import yaml
 from pydantic import ValidationError
 
 from alerts.model import Stage
+from detectors import rules
 from detectors.base import Floats, Timestamps
+from detectors.rules import detector_from_rule
 from detectors.staged import Staged
 from gateway.errors import EwgError
-from gateway.profiles import Profile
+from gateway.profiles import Profile, ThresholdRule
 from gateway.yamlfile import describe
 
 #: Rule types a ``--detector`` may name instead of a rule name.
@@ -275,7 +279,7 @@ def choose_rule(
     profile_name: str | None = None,
     metric: str | None = None,
     settings: Mapping[str, Any] | None = None,
-) -> tuple[Profile, Any]:
+) -> tuple[Profile, ThresholdRule]:
     """The profile and rule a backtest runs, with ``settings`` applied and re-validated.
 
     ``detector`` is a rule name, or a rule type (the profile's first rule of that type on
@@ -283,15 +287,15 @@ def choose_rule(
     (for a type with ``--metric``) a rule of that type on that metric; an ambiguous or empty
     match is an error that lists the choices.
     """
-    candidates = [profiles[profile_name]] if profile_name else list(profiles.values())
     if profile_name and profile_name not in profiles:
         raise BacktestError(
             f"--profile {profile_name!r} is not a profile (known: {', '.join(sorted(profiles))})"
         )
-    found: list[tuple[Profile, Any]] = []
+    candidates = [profiles[profile_name]] if profile_name else list(profiles.values())
+    found: list[tuple[Profile, ThresholdRule]] = []
     for profile in candidates:
         for rule in profile.rules:
-            kind = getattr(rule, "type", "threshold")
+            kind = rule.type
             named = rule.name == detector
             typed = detector in RULE_TYPES and kind == detector
             if (named or typed) and (metric is None or rule.metric == metric):
@@ -322,7 +326,9 @@ def choose_rule(
     return profile, rule
 
 
-def change_rule(profile: Profile, rule: Any, settings: Mapping[str, Any]) -> Any:
+def change_rule(
+    profile: Profile, rule: ThresholdRule, settings: Mapping[str, Any]
+) -> ThresholdRule:
     """``rule`` with ``settings`` applied, validated as the profile loader would."""
     data = apply_settings(rule.model_dump(mode="json"), settings)
     try:
@@ -351,110 +357,92 @@ class Backtest:
         return int(self.alert.sum())
 
 
-def build_detector(rule: Any) -> Staged:
-    """The detector the gateway's bank builds for ``rule`` (one function, so they agree)."""
-    from detectors import bank
-
-    factory: Any = getattr(bank, "detector_from_rule", None)
-    if factory is None:
-        from detectors.threshold import threshold_from_rule
-
-        factory = threshold_from_rule
-    detector: Staged = factory(rule)
-    return detector
-
-
 def run_rule(
-    rule: Any, ts_ms: Timestamps, values: Floats, profile: Profile | None = None
+    rule: ThresholdRule,
+    ts_ms: Timestamps,
+    values: Floats,
+    profile: Profile | None = None,
+    timezone: str = "Asia/Shanghai",
 ) -> Backtest:
     """Run ``rule`` over one series in the order given, as the gateway's bank would.
 
-    With ``profile``, values outside the metric's valid range are skipped, because the
-    gateway refuses them before any detector sees them (``out_of_range`` dead letters).
+    The detector is :func:`detectors.rules.detector_from_rule`'s, the one the bank builds,
+    run through its vectorised stage machine (equal to the per-point loop). With
+    ``profile``, values outside the metric's valid range are skipped, because the gateway
+    refuses them before any detector sees them (``out_of_range`` dead letters), and the
+    metric's range is handed to the rule (a sensor-fault rule needs it). ``timezone`` is the
+    gateway's, for rules with a schedule.
     """
     ts = np.asarray(ts_ms, dtype=np.int64)
     vals = np.asarray(values, dtype=np.float64)
+    spec = profile.metrics.get(rule.metric) if profile is not None else None
     skipped = np.zeros(ts.size, dtype=np.bool_)
-    if profile is not None and rule.metric in profile.metrics:
-        spec = profile.metrics[rule.metric]
+    if spec is not None:
         skipped = (vals < spec.min) | (vals > spec.max)
-    staged = build_detector(rule)
-    raw, stage = _stages(staged, ts, vals, skipped)
+    staged = detector_from_rule(rule, spec, timezone)
+    kept = np.flatnonzero(~skipped)
+    run = rules.run_rule(rule, ts[kept], vals[kept], detector=staged)
+    raw = np.full(ts.size, np.nan)
+    raw[kept] = run.scores
+    stage = np.zeros(ts.size, dtype=np.int8)
+    if kept.size:
+        # a skipped row leaves the stage as the previous kept row left it
+        last = np.maximum.accumulate(np.where(~skipped, np.arange(ts.size), -1))
+        filled = np.zeros(ts.size, dtype=np.int8)
+        filled[kept] = run.stages
+        stage = np.where(last >= 0, filled[np.maximum(last, 0)], 0).astype(np.int8)
     alert = np.zeros(ts.size, dtype=np.bool_)
     if ts.size:
         before = np.concatenate(([np.int8(Stage.NORMAL)], stage[:-1]))
-        alert = (before == int(Stage.NORMAL)) & (stage != int(Stage.NORMAL))
-    return Backtest(unit_score(staged, raw), alert, stage, skipped)
+        alert = (before == int(Stage.NORMAL)) & (stage != int(Stage.NORMAL)) & ~skipped
+    return Backtest(unit_score(rule, staged, raw), alert, stage, skipped)
 
 
-def _stages(
-    staged: Staged, ts: Timestamps, values: Floats, skipped: Bools
-) -> tuple[Floats, npt.NDArray[np.int8]]:
-    """Raw score and stage after each point; the per-point loop is the gateway's own."""
-    n = ts.size
-    stage = np.empty(n, dtype=np.int8)
-    raw = np.full(n, np.nan)
-    process_many = getattr(staged, "process_many", None)
-    if process_many is not None and not skipped.any():
-        result = process_many(ts, values)
-        scores = getattr(result, "scores", None)
-        stages = getattr(result, "stages", None)
-        if scores is not None and stages is not None:
-            return np.asarray(scores, dtype=np.float64), np.asarray(stages, dtype=np.int8)
-    identity = type(staged.scorer).__name__ == "Identity"
-    if identity:
-        raw[:] = values
-        raw[skipped] = np.nan
-    score_one = staged.scorer.score_one
-    update = staged.update
-    current = int(Stage.NORMAL)
-    ts_list = ts.tolist()
-    val_list = values.tolist()
-    skip_list = skipped.tolist()
-    for i in range(n):
-        if skip_list[i]:
-            stage[i] = current
-            continue
-        t, v = ts_list[i], val_list[i]
-        if not identity:
-            raw[i] = score_one(t, v)
-        change = update(t, v)
-        if change is not None:
-            current = int(change.new)
-        stage[i] = current
-    return raw, stage
-
-
-def unit_score(staged: Staged, raw: Floats) -> Floats:
+def unit_score(rule: ThresholdRule, staged: Staged, raw: Floats) -> Floats:
     """Map a rule's raw scores onto [0, 1] (see the module docstring).
 
-    >>> from detectors.identity import Identity
-    >>> leak = Staged(Identity(), prewarning=240, alarm=300)
-    >>> unit_score(leak, np.array([150.0, 300.0, 450.0])).tolist()
+    >>> from gateway.profiles import ThresholdRule
+    >>> leak = ThresholdRule.model_validate({
+    ...     "name": "leak", "metric": "residual_current_ma", "hazard": "leakage",
+    ...     "prewarning": {"value": 240, "severity": "yellow"},
+    ...     "alarm": {"value": 300, "severity": "orange"}, "title_zh": "x", "title_en": "x"})
+    >>> unit_score(leak, detector_from_rule(leak), np.array([150.0, 300.0, 450.0])).tolist()
     [0.5, 1.0, 1.0]
-    >>> low = Staged(Identity(), direction="below", alarm=198)
-    >>> unit_score(low, np.array([220.0, 198.0])).round(2).tolist()
-    [0.9, 1.0]
     """
-    alarm = staged.bound(Stage.ALARM)
-    pre = staged.bound(Stage.PREWARNING)
-    assert alarm is not None
+    band = staged.band(Stage.ALARM)
+    pre = staged.band(Stage.PREWARNING)
+    assert band is not None
+    low, high = band
     with np.errstate(divide="ignore", invalid="ignore"):
-        if 0.0 <= alarm <= 1.0 and getattr(staged.scorer, "unit_scores", False):
+        if rule.type == "anomaly":
             out = raw.copy()
-        elif staged.direction == "above" and alarm > 0:
-            out = raw / alarm
-        elif staged.direction == "below" and alarm > 0:
-            out = np.where(raw <= 0, 1.0, alarm / raw)
+        elif (
+            staged.direction == "outside"
+            and low is not None
+            and high is not None
+            and low < 0 < high
+        ):
+            out = np.where(raw >= 0, raw / high, raw / low)
+        elif staged.direction == "above" and high is not None and high > 0:
+            out = raw / high
+        elif staged.direction == "below" and low is not None and low > 0:
+            out = np.where(raw <= 0, 1.0, low / raw)
         else:
-            above = staged.direction == "above"
-            hit = raw >= alarm if above else raw <= alarm
-            out = np.where(hit, 1.0, 0.0)
+            out = np.where(_beyond(raw, band), 1.0, 0.0)
             if pre is not None:
-                warn = raw >= pre if above else raw <= pre
-                out = np.where(~hit & warn, 0.5, out)
+                out = np.where((out < 1) & _beyond(raw, pre), 0.5, out)
             out = np.where(np.isnan(raw), np.nan, out)
     return np.clip(out, 0.0, 1.0)
+
+
+def _beyond(raw: Floats, band: tuple[float | None, float | None]) -> Bools:
+    low, high = band
+    hit = np.zeros(raw.shape, dtype=np.bool_)
+    if low is not None:
+        hit |= raw <= low
+    if high is not None:
+        hit |= raw >= high
+    return hit
 
 
 def summarise(result: Backtest, ts_ms: Timestamps) -> dict[str, Any]:

@@ -145,7 +145,7 @@ def _csv(
     profiles = load_profiles(settings.profiles_dir)
     profile, rule = choose_rule(profiles, detector, profile_name, metric, changes)
     series = read_series_csv(path, timezone)
-    result = run_rule(rule, series.ts_ms, series.values, profile)
+    result = run_rule(rule, series.ts_ms, series.values, profile, settings.timezone)
     if out is not None:
         write_scores_csv(out, series, result.score, result.alert, result.skipped)
     summary = summarise(result, series.ts_ms)
@@ -214,8 +214,8 @@ async def _history(
         await store.close()
     ts = np.array([r.ts_ms for r in readings], dtype=np.int64)
     values = np.array([r.value for r in readings], dtype=np.float64)
-    now_rule = summarise(run_rule(rule, ts, values, profile), ts)
-    new_rule = summarise(run_rule(changed, ts, values, profile), ts)
+    now_rule = summarise(run_rule(rule, ts, values, profile, settings.timezone), ts)
+    new_rule = summarise(run_rule(changed, ts, values, profile, settings.timezone), ts)
     lines = [
         f"device {device_id} ({profile.name}), rule {rule.name} on {rule.metric}, "
         f"{len(readings)} readings over the last {since_ms / 3_600_000:g} h",

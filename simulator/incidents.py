@@ -29,6 +29,7 @@ from typing import Any, ClassVar, Protocol
 from gateway.profiles import Profile, StageSpec, ThresholdRule
 from simulator.payloads import FieldEncoder, TopicKind, Value, dumps, telemetry, topic
 from simulator.scenario import (
+    BELOW_THRESHOLD_KINDS,
     BackfillSpec,
     DuplicatesSpec,
     FireSpec,
@@ -36,9 +37,11 @@ from simulator.scenario import (
     MalformedReason,
     MalformedSpec,
     OfflineSpec,
+    ProductionSpec,
     RampSpec,
     Scenario,
     ScenarioError,
+    SensorFaultSpec,
 )
 from simulator.signals import DeviceSignals
 from simulator.truth import TruthRecord
@@ -205,7 +208,12 @@ class Incident:
         """Publish (or withhold) ``message`` instead of the runner; True if handled."""
         return False
 
+    #: The scenario's variant name (``IncidentSpec.label``), copied into ``detail.label``.
+    label: str = ""
+
     def _record(self, out: Outlet, **fields: Any) -> TruthRecord:
+        if self.label:
+            fields["detail"] = {**fields.get("detail", {}), "label": self.label}
         end_s = self.ended_s if self.ended_s is not None else self.end_s
         base: dict[str, Any] = {
             "kind": self.kind,
@@ -483,6 +491,84 @@ class MalformedIncident(Incident):
         ]
 
 
+class SensorFaultIncident(Incident):
+    """A sensor that lies: stuck on one value, pinned at its range limit, or jumping
+    impossibly every other reading. The readings still arrive, which is what makes it a
+    fault only a flatline or sensor-fault rule can see (offline detection cannot)."""
+
+    def __init__(
+        self,
+        spec: SensorFaultSpec,
+        site_id: str,
+        low: float,
+        high: float,
+        rule: ThresholdRule | None,
+    ) -> None:
+        super().__init__(spec.kind, spec.device, site_id, spec.at_s, spec.end_s)
+        self.metric = spec.params.metric
+        self.low, self.high = low, high
+        self.jump = spec.params.jump_frac * (high - low)
+        self.rule = rule
+        self.held: float | None = None
+        self.count = 0
+        self.first_ms: int | None = None
+
+    def adjust(self, device_id: str, t_s: float, values: dict[str, Value]) -> None:
+        if device_id != self.device_id or self.metric not in values:
+            return
+        value = float(values[self.metric])
+        if self.kind == "stuck":
+            if self.held is None:
+                self.held = value
+            values[self.metric] = self.held
+        elif self.kind == "pinned":
+            values[self.metric] = self.high
+        else:  # spiky
+            self.count += 1
+            if self.count % 2:
+                up = value + self.jump <= self.high
+                values[self.metric] = value + self.jump if up else value - self.jump
+
+    def observe(self, device_id: str, ts_ms: int, values: Mapping[str, Value]) -> None:
+        if device_id == self.device_id and self.first_ms is None and self.metric in values:
+            self.first_ms = ts_ms
+
+    def truth(self, out: Outlet) -> list[TruthRecord]:
+        rule = self.rule
+        return [
+            self._record(
+                out,
+                expected_rule=rule.name if rule is not None else None,
+                expected_severity=rule.alarm.severity.value if rule is not None else None,
+                metric=self.metric,
+                crossed_ms=self.first_ms,
+            )
+        ]
+
+
+class ProductionIncident(Incident):
+    """Load at a power meter during its site's shutdown. The load itself is set by whoever
+    generates the site's readings (``simulator.batch`` scales the working-day curve); the
+    real-time runner has no shutdown calendar, so there it only records the truth."""
+
+    def __init__(self, spec: ProductionSpec, site_id: str) -> None:
+        super().__init__(spec.kind, spec.device, site_id, spec.at_s, spec.end_s)
+        self.load = spec.load()
+
+    def truth(self, out: Outlet) -> list[TruthRecord]:
+        illegal = self.kind == "illegal_production"
+        return [
+            self._record(
+                out,
+                expected_rule="illegal_production" if illegal else None,
+                expected_severity="orange" if illegal else None,
+                metric="active_power_kw",
+                crossed_ms=out.ts_ms(self.start_s),
+                detail={"load": self.load},
+            )
+        ]
+
+
 def _target_stage(rule: ThresholdRule, peak: float) -> StageSpec | None:
     """The highest stage the peak clears by at least the hysteresis (so it stays raised)."""
     above = rule.direction == "above"
@@ -582,7 +668,7 @@ def _plan_one(
             )
         rule = _rule_for(profile, metric, spec.params.rule)
         stage = _target_stage(rule, peak) if rule is not None else None
-        if stage is None and spec.kind != "ramp":
+        if stage is None and spec.kind not in BELOW_THRESHOLD_KINDS and spec.kind != "ramp":
             assert rule is not None  # checked at load time
             raise ScenarioError(
                 f"{where}: peak {peak:g} does not clear rule {rule.name!r} (alarm "
@@ -590,7 +676,7 @@ def _plan_one(
             )
         ramp = _Ramp(spec.device, metric, centre, peak, spec.at_s, spec.ramp_s(), rule, stage)
         _check_hold(where, ramp, spec.end_s, interval_s)
-        return RampIncident(spec, site_id, ramp)
+        return _labelled(RampIncident(spec, site_id, ramp), spec)
     if isinstance(spec, FireSpec):
         smoke = None
         if "smoke_obscuration_pct" in sig.metrics:
@@ -617,9 +703,24 @@ def _plan_one(
             _check_hold(where, heat, spec.end_s, scenario.device(heat_id).interval_s)
         event_spec = profile.events.get("smoke_alarm")
         severity = event_spec.severity.value if event_spec and event_spec.severity else None
-        return FireIncident(spec, site_id, smoke, heat, severity)
+        return _labelled(FireIncident(spec, site_id, smoke, heat, severity), spec)
     if isinstance(spec, OfflineSpec):
-        return OfflineIncident(spec, site_id)
+        return _labelled(OfflineIncident(spec, site_id), spec)
+    if isinstance(spec, SensorFaultSpec):
+        mspec = profile.metrics[spec.params.metric]
+        wanted = "flatline" if spec.kind == "stuck" else "sensor_fault"
+        fault_rule = next(
+            (
+                r
+                for r in profile.rules
+                if r.metric == spec.params.metric and getattr(r, "type", "") == wanted
+            ),
+            None,
+        )
+        fault = SensorFaultIncident(spec, site_id, mspec.min, mspec.max, fault_rule)
+        return _labelled(fault, spec)
+    if isinstance(spec, ProductionSpec):
+        return _labelled(ProductionIncident(spec, site_id), spec)
     if isinstance(spec, DuplicatesSpec):
         return DuplicatesIncident(spec, site_id)
     if isinstance(spec, BackfillSpec):
@@ -632,6 +733,11 @@ def _plan_one(
         sig.typical(), number, profile.metrics[number].min, profile.metrics[number].max
     )
     return MalformedIncident(spec, site_id, corruptible, FieldEncoder(profile), ghost)
+
+
+def _labelled(incident: Incident, spec: IncidentSpec) -> Incident:
+    incident.label = spec.label
+    return incident
 
 
 def _heat_device(

@@ -50,7 +50,22 @@ MALFORMED_REASONS: tuple[MalformedReason, ...] = (
     "unknown_device",
 )
 
-RampKind = Literal["leakage_creep", "cable_overheat", "dust_blockage", "gas_leak", "ramp"]
+RampKind = Literal[
+    "leakage_creep",
+    "cable_overheat",
+    "dust_blockage",
+    "gas_leak",
+    "gas_leak_level1",
+    "arc_fault",
+    "hopper_overheat",
+    "spark",
+    "pressure_drift",
+    "heat_rise",
+    "ramp",
+]
+#: Ramp kinds meant to stay short of the plain threshold (a drift or rate-of-rise detector
+#: must catch them), so planning does not insist that the peak clears the threshold rule.
+BELOW_THRESHOLD_KINDS = frozenset({"pressure_drift", "heat_rise"})
 
 
 class ScenarioError(ConfigError):
@@ -75,6 +90,21 @@ class DeviceSpec(_Strict):
     metrics: list[str] | None = None
 
 
+class ShutdownSpec(_Strict):
+    """A period the enterprise must not produce: an ordered shutdown (停产整顿) or a declared
+    holiday. Its devices' load drops to ``load`` x the working-day curve (lights, a guard)."""
+
+    at_s: float = Field(ge=0)
+    duration_s: float = Field(gt=0)
+    kind: Literal["shutdown", "holiday"] = "shutdown"
+    reason: str = "停产整顿"
+    load: float = Field(default=0.05, ge=0, le=1)
+
+    @property
+    def end_s(self) -> float:
+        return self.at_s + self.duration_s
+
+
 class SiteSpec(_Strict):
     id: str = Field(pattern=ID_PATTERN)
     name: str = Field(min_length=1)
@@ -82,6 +112,10 @@ class SiteSpec(_Strict):
     industry: str = Field(min_length=1)
     address: str = ""
     enterprise: str = ""
+    #: The enterprise's working hours and days (registry format, e.g. "08:00-18:00", "1-5").
+    hours: str = ""
+    days: str = ""
+    shutdowns: list[ShutdownSpec] = Field(default_factory=list)
     devices: list[DeviceSpec] = Field(default_factory=list)
 
 
@@ -89,6 +123,9 @@ class _IncidentBase(_Strict):
     device: str
     at_s: float = Field(ge=0)
     duration_s: float = Field(gt=0)
+    #: A name for a variant of the kind (``slow``, ``within_noise``): evaluations report it
+    #: as its own row; it is written into the truth record's ``detail.label``.
+    label: str = ""
 
     @property
     def end_s(self) -> float:
@@ -137,6 +174,20 @@ RAMP_PRESETS: dict[str, RampPreset] = {
     "dust_blockage": RampPreset("pressure_diff_pa", peak_factor=2.0),
     # 60 %LEL: past level 2 (50 %LEL, GB/T 50493).
     "gas_leak": RampPreset("gas_lel_pct", peak=60.0),
+    # 35 %LEL: past level 1 (25 %LEL), short of level 2.
+    "gas_leak_level1": RampPreset("gas_lel_pct", peak=35.0),
+    # 20 half-cycles per second: past the >= 14 alarm of GB 14287.
+    "arc_fault": RampPreset("arc_faults_per_s", peak=20.0),
+    # 82 °C: past the 70 °C ash-hopper alarm (AQ 4273, recommended).
+    "hopper_overheat": RampPreset("hopper_temp_c", peak=82.0),
+    # A burst of sparks in the duct: any spark alarms (std).
+    "spark": RampPreset("spark_count", peak=4.0),
+    # +28 % over the baseline: past the 20 % drift limit (std) but short of the absolute
+    # stand-in threshold for a collector at the bottom of the 1000-1200 Pa band.
+    "pressure_drift": RampPreset("pressure_diff_pa", peak_factor=1.28),
+    # A fast climb (about 10 °C/min, the rate-of-rise class in practice) that stops at 50 °C,
+    # short of the fixed 54 °C pre-warning: only a rate-of-rise rule sees it.
+    "heat_rise": RampPreset("temperature_c", peak=50.0),
 }
 
 
@@ -199,6 +250,43 @@ class RampSpec(_IncidentBase):
         return self.params.ramp_s if self.params.ramp_s is not None else self.duration_s / 2
 
 
+SensorFaultKind = Literal["stuck", "pinned", "spiky"]
+
+
+class SensorFaultParams(_Strict):
+    metric: str
+    #: ``spiky``: the size of each impossible jump as a fraction of the metric's valid range.
+    jump_frac: float = Field(default=0.5, gt=0, le=1)
+
+
+class SensorFaultSpec(_IncidentBase):
+    """A misbehaving sensor: ``stuck`` repeats one value, ``pinned`` sits at the top of its
+    valid range, ``spiky`` jumps impossibly far every other reading. Equipment faults, not
+    hazards: duty staff send a technician, not the fire brigade."""
+
+    kind: SensorFaultKind
+    params: SensorFaultParams
+
+
+class ProductionParams(_Strict):
+    #: Load during the incident as a fraction of the normal working-day curve.
+    load: float | None = Field(default=None, ge=0, le=2)
+
+
+class ProductionSpec(_IncidentBase):
+    """Load at a power meter during its site's shutdown: ``illegal_production`` (working load,
+    e.g. a night shift in an ordered shutdown) or ``holiday_load`` (maintenance, a freezer:
+    more than the baseline but not production, which must not alarm)."""
+
+    kind: Literal["illegal_production", "holiday_load"]
+    params: ProductionParams = ProductionParams()
+
+    def load(self) -> float:
+        if self.params.load is not None:
+            return self.params.load
+        return 1.0 if self.kind == "illegal_production" else 0.3
+
+
 class OfflineParams(_Strict):
     #: True: publish the retained ``offline`` status (what a broker does with a device's will).
     #: False: just go silent, which only the gateway's heartbeat timeout can notice.
@@ -249,10 +337,18 @@ class BackfillSpec(_IncidentBase):
 
 
 IncidentSpec = Annotated[
-    FireSpec | RampSpec | OfflineSpec | MalformedSpec | DuplicatesSpec | BackfillSpec,
+    FireSpec
+    | RampSpec
+    | OfflineSpec
+    | MalformedSpec
+    | DuplicatesSpec
+    | BackfillSpec
+    | SensorFaultSpec
+    | ProductionSpec,
     Field(discriminator="kind"),
 ]
 
+#: The kinds ``scenarios/incidents.yaml`` drives end to end through a live gateway.
 INCIDENT_KINDS: tuple[str, ...] = (
     "fire",
     "leakage_creep",
@@ -264,6 +360,21 @@ INCIDENT_KINDS: tuple[str, ...] = (
     "malformed",
     "duplicates",
     "backfill",
+)
+#: Kinds added for the scored evaluation (``ewg evaluate``): the rest of ``domain.md``'s
+#: incidents, the hard variants and the sensor faults.
+EVALUATION_KINDS: tuple[str, ...] = (
+    "gas_leak_level1",
+    "arc_fault",
+    "hopper_overheat",
+    "spark",
+    "pressure_drift",
+    "heat_rise",
+    "stuck",
+    "pinned",
+    "spiky",
+    "illegal_production",
+    "holiday_load",
 )
 
 
@@ -467,3 +578,20 @@ def check_against_profiles(
         elif isinstance(incident, MalformedSpec):
             if not any(profile.metrics[m].kind == "number" for m in chosen):
                 raise fail(where, f"{on} reports no number metric to corrupt")
+        elif isinstance(incident, SensorFaultSpec):
+            metric = incident.params.metric
+            if metric not in chosen or profile.metrics[metric].kind != "number":
+                raise fail(f"{where}.params.metric", f"{on} reports no number metric {metric!r}")
+        elif isinstance(incident, ProductionSpec):
+            if "active_power_kw" not in chosen:
+                raise fail(where, f"{on} reports no active_power_kw: not a power meter")
+            site = scenario.site_of(incident.device)
+            inside = [
+                p for p in site.shutdowns if p.at_s <= incident.at_s and incident.end_s <= p.end_s
+            ]
+            if not inside:
+                raise fail(
+                    where,
+                    f"{incident.kind} must lie inside one of site {site.id!r}'s shutdowns "
+                    "(sites.N.shutdowns): outside one, load is simply work",
+                )

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from gateway.profiles import MetricSpec, Profile
 from simulator.payloads import Value
@@ -111,10 +112,32 @@ class _Ctx:
     rng: np.random.Generator
 
 
+@dataclass(frozen=True, slots=True)
+class _ManyCtx:
+    """:class:`_Ctx` for a whole array of samples at once (``DeviceSignals.sample_many``)."""
+
+    ts_ms: npt.NDArray[np.int64]
+    load: npt.NDArray[np.float64]
+    ambient_c: npt.NDArray[np.float64]
+    dt_s: npt.NDArray[np.float64]
+    days: npt.NDArray[np.float64]
+    rng: np.random.Generator
+
+    def normal(self, scale: float) -> npt.NDArray[np.float64]:
+        return self.rng.normal(0.0, scale, size=self.ts_ms.size)
+
+
+Arr = npt.NDArray[np.float64]
+
+
 class _Model:
     centre: float
 
     def value(self, ctx: _Ctx) -> float:
+        raise NotImplementedError
+
+    def values(self, ctx: _ManyCtx) -> Arr:
+        """``value`` over arrays (same model, its own random draws)."""
         raise NotImplementedError
 
 
@@ -144,6 +167,12 @@ class _Around(_Model):
             v = max(self._floor, v)
         return v
 
+    def values(self, ctx: _ManyCtx) -> Arr:
+        angle = 2 * np.pi * (ctx.ts_ms / 1000) / self._period + self._phase
+        v = self._base + self._load_gain * ctx.load + self._drift * np.sin(angle)
+        v = v + ctx.normal(self._noise)
+        return v if self._floor is None else np.maximum(self._floor, v)
+
 
 class _Thermal(_Model):
     """Ambient plus a fixed rise plus I²R heating with load (cables, hoppers, rooms)."""
@@ -159,6 +188,11 @@ class _Thermal(_Model):
             level + extra + self._load_gain * ctx.load**2 + float(ctx.rng.normal(0.0, self._noise))
         )
 
+    def values(self, ctx: _ManyCtx) -> Arr:
+        level = self._base + (ctx.ambient_c - 24.0) if self._base is not None else ctx.ambient_c
+        extra = 0.0 if self._base is not None else self._rise
+        return level + extra + self._load_gain * ctx.load**2 + ctx.normal(self._noise)
+
 
 class _Load(_Model):
     """Proportional to the working-day load curve: current, power."""
@@ -169,6 +203,9 @@ class _Load(_Model):
 
     def value(self, ctx: _Ctx) -> float:
         return self._rated * ctx.load * (1.0 + float(ctx.rng.normal(0.0, self._noise)))
+
+    def values(self, ctx: _ManyCtx) -> Arr:
+        return self._rated * ctx.load * (1.0 + ctx.normal(self._noise))
 
 
 class _Sawtooth(_Model):
@@ -190,6 +227,11 @@ class _Sawtooth(_Model):
         v = self.centre * (1.0 + self._amp * (2.0 * position - 1.0))
         return v * (1.0 + float(ctx.rng.normal(0.0, self._noise)))
 
+    def values(self, ctx: _ManyCtx) -> Arr:
+        position = ((ctx.ts_ms / 1000) / self._period + self._phase) % 1.0
+        v = self.centre * (1.0 + self._amp * (2.0 * position - 1.0))
+        return v * (1.0 + ctx.normal(self._noise))
+
 
 class _Counter(_Model):
     """A cumulative energy register: only ever goes up, by rated power x load x time."""
@@ -201,6 +243,12 @@ class _Counter(_Model):
     def value(self, ctx: _Ctx) -> float:
         self._total += self._rated * ctx.load * ctx.dt_s / 3600.0
         return self._total
+
+    def values(self, ctx: _ManyCtx) -> Arr:
+        totals = self._total + np.cumsum(self._rated * ctx.load * ctx.dt_s / 3600.0)
+        if totals.size:
+            self._total = float(totals[-1])
+        return totals
 
 
 class _Decay(_Model):
@@ -214,6 +262,10 @@ class _Decay(_Model):
         noise = float(ctx.rng.normal(0.0, self._noise)) if self._noise else 0.0
         return self.centre - self._per_day * ctx.days + noise
 
+    def values(self, ctx: _ManyCtx) -> Arr:
+        noise = ctx.normal(self._noise) if self._noise else 0.0
+        return self.centre - self._per_day * ctx.days + noise
+
 
 class _Rare(_Model):
     """Mostly zero with rare small counts (arc detectors see the odd half-cycle)."""
@@ -225,6 +277,10 @@ class _Rare(_Model):
     def value(self, ctx: _Ctx) -> float:
         return float(min(self._cap, int(ctx.rng.poisson(self._rate))))
 
+    def values(self, ctx: _ManyCtx) -> Arr:
+        counts = ctx.rng.poisson(self._rate, size=ctx.ts_ms.size)
+        return np.minimum(self._cap, counts).astype(np.float64)
+
 
 class _Const(_Model):
     def __init__(self, value: float) -> None:
@@ -232,6 +288,9 @@ class _Const(_Model):
 
     def value(self, ctx: _Ctx) -> float:
         return self.centre
+
+    def values(self, ctx: _ManyCtx) -> Arr:
+        return np.full(ctx.ts_ms.size, self.centre)
 
 
 _CABLE_TEMP = re.compile(r"^cable_temp_\d+_c$")
@@ -391,3 +450,45 @@ class DeviceSignals:
             rng=self._rng,
         )
         return {m: self.finish(m, model.value(ctx)) for m, model in self._models.items()}
+
+    def sample_many(
+        self, ts_ms: npt.NDArray[np.int64], load_scale: Arr | None = None
+    ) -> dict[str, Arr]:
+        """Normal readings of every metric at each of ``ts_ms`` (increasing), as arrays.
+
+        The same models as :meth:`sample`, drawn an array at a time: about a hundred times
+        faster, for in-process evaluations over simulated weeks. The random draws differ from
+        calling :meth:`sample` point by point (still reproducible from the seed). Values are
+        clipped and rounded as :meth:`finish` does; bools are 0.0/1.0. ``load_scale``
+        multiplies the working-day load per sample (a site under a shutdown order runs at a
+        few per cent of it). Like :meth:`sample`, it continues from the previous call.
+        """
+        ts = np.asarray(ts_ms, dtype=np.int64)
+        if ts.size == 0:
+            return {m: np.zeros(0) for m in self.metrics}
+        if self._first_ms is None:
+            self._first_ms = int(ts[0])
+        previous = self._last_ms if self._last_ms is not None else int(ts[0])
+        dt_s = np.maximum(0.0, np.diff(ts, prepend=previous) / 1000)
+        self._last_ms = int(ts[-1])
+        hour = ((ts / 1000 + LOCAL_UTC_OFFSET_S) % 86400) / 3600 + self._ambient_phase
+        load = np.round(np.interp(hour % 24, _LOAD_HOURS, _LOAD_LEVEL), 6)
+        if load_scale is not None:
+            load = load * load_scale
+        ctx = _ManyCtx(
+            ts_ms=ts,
+            load=load,
+            ambient_c=24.0 + 4.0 * np.sin(2 * np.pi * (hour - 9.0) / 24) + self._ambient_offset,
+            dt_s=dt_s,
+            days=(ts - self._first_ms) / 86_400_000,
+            rng=self._rng,
+        )
+        return {m: self.finish_many(m, model.values(ctx)) for m, model in self._models.items()}
+
+    def finish_many(self, metric: str, values: Arr) -> Arr:
+        """:meth:`finish` over an array (bools become 0.0/1.0)."""
+        spec = self.profile.metrics[metric]
+        if spec.kind == "bool":
+            return (values >= 0.5).astype(np.float64)
+        clipped = np.clip(values, spec.min, spec.max).astype(np.float64)
+        return np.asarray(np.round(clipped, decimals(metric)), dtype=np.float64)
