@@ -206,30 +206,29 @@ class RateOfRise:
         """Repeated-median slope of each row's valid points; NaN below ``min_points``."""
         n, k = rows_ts.shape
         out = np.full(n, np.nan)
-        off_diagonal = ~np.eye(k, dtype=bool)
+        columns = np.arange(k)[None, :]
         for start in range(0, n, _BLOCK):
             block = slice(start, start + _BLOCK)
-            t, v, m = rows_ts[block], rows_vs[block], valid[block]
-            rows = np.arange(len(t))
-            # slopes[r, i, j]: from point i to point j (symmetric, exactly).
+            m = valid[block]
+            rows = np.arange(len(m))[:, None]
+            # Epoch ms are exact in float64 (< 2**53), so differences equal the int ones.
+            t = rows_ts[block].astype(np.float64)
+            # NaN for points not in the window: every slope touching them is NaN, and so
+            # is the diagonal (0 / 0), so NaN marks exactly the pairs that do not count.
+            v = np.where(m, rows_vs[block], np.nan)
+            # slopes[r, i, j]: from point i to point j (symmetric, exactly), in place.
+            slopes = v[:, None, :] - v[:, :, None]
+            slopes *= _MS_PER_MIN
             with np.errstate(divide="ignore", invalid="ignore"):
-                slopes = (
-                    (v[:, None, :] - v[:, :, None]) * _MS_PER_MIN / (t[:, None, :] - t[:, :, None])
-                )
-            pair_ok = m[:, :, None] & m[:, None, :] & off_diagonal
-            slopes[~pair_ok] = np.nan
+                np.divide(slopes, t[:, None, :] - t[:, :, None], out=slopes)
             slopes.sort(axis=2)  # NaN sorts last
             points = m.sum(axis=1)
-            others = np.broadcast_to((points - 1)[:, None], (len(t), k))
+            others = (points - 1)[:, None]
             lo, hi = np.maximum(others - 1, 0) // 2, others // 2
-            each = (
-                np.take_along_axis(slopes, lo[:, :, None], axis=2)[:, :, 0]
-                + np.take_along_axis(slopes, hi[:, :, None], axis=2)[:, :, 0]
-            ) / 2
-            each[~m] = np.nan
+            each = (slopes[rows, columns, lo] + slopes[rows, columns, hi]) / 2
             each.sort(axis=1)
             lo1, hi1 = np.maximum(points - 1, 0) // 2, points // 2
-            median = (each[rows, lo1] + each[rows, hi1]) / 2
+            median = (each[rows[:, 0], lo1] + each[rows[:, 0], hi1]) / 2
             out[block] = np.where(points >= max(self._min_points, 2), median, np.nan)
         return out
 
