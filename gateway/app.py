@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
 
 from gateway.api import (
+    routes_admin,
     routes_alerts,
     routes_auth,
     routes_console,
@@ -63,6 +64,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
     routers = [
         routes_health.router,
         routes_auth.router,
+        routes_admin.router,
         routes_alerts.router,
         routes_registry.router,
         routes_data.router,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from gateway import cli_detectors, cli_enterprise
+from gateway import cli_detectors, cli_enterprise, cli_users
 from gateway.config import Settings, load_settings
 from gateway.errors import EwgError
 from gateway.registry_model import Device, Site
@@ -233,6 +233,7 @@ def demo(
                     await gateway.registry.add_device(device, "demo")
             configured = settings.api_token.get_secret_value() if settings.api_token else None
             _announce(settings, gateway.broker_url, gateway.admin_token or configured)
+            cli_users.echo_demo_accounts(await cli_users.demo_accounts(gateway.users, sites))
             typer.echo(f"simulating {len(sites)} sites, {len(devices)} devices; Ctrl-C stops")
             stop = threading.Event()
             sim = Simulator(town, gateway.broker_url, truth_path=directory / "truth.jsonl")
@@ -417,8 +418,15 @@ def device_list(data_dir: DataDirOpt = None, config: ConfigOpt = None) -> None:
 
 
 @token_app.command("create")
-def token_create(name: str, data_dir: DataDirOpt = None, config: ConfigOpt = None) -> None:
-    """Create an API token (shown once; only its hash is kept)."""
+def token_create(
+    name: str,
+    role: cli_users.RoleOpt = cli_users.ADMIN,
+    village: cli_users.VillageOpt = None,
+    enterprise: cli_users.EnterpriseOpt = None,
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Create an API token (shown once; only its hash is kept), for a role and its scope."""
     from gateway.auth import TokenStore
     from gateway.service import open_main_db
 
@@ -427,9 +435,15 @@ def token_create(name: str, data_dir: DataDirOpt = None, config: ConfigOpt = Non
     async def create() -> str:
         async with open_main_db(settings) as db:
             tokens = TokenStore(db)
-            return await tokens.create(name, "admin", actor="cli")
+            return await tokens.create(
+                name, role, villages=village or [], enterprise=enterprise, actor="cli"
+            )
 
-    typer.echo(_run(create()))
+    try:
+        typer.echo(_run(create()))
+    except ValueError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from exc
 
 
 @profiles_app.command("list")
@@ -450,6 +464,7 @@ def profiles_list(directory: Annotated[Path | None, typer.Option("--dir")] = Non
 
 cli_detectors.register(app)  # ewg backtest, ewg evaluate
 cli_enterprise.register(app, device_app)  # ewg enterprise ..., ewg device relate
+cli_users.register(app)  # ewg user add/list/passwd/disable/enable
 
 
 def main() -> None:
