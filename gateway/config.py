@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     max_age_s: int = 30 * 86_400
     flush_interval_s: float = 0.05
     offline_sweep_s: float = 5.0
+    #: Per-site and per-device rule overrides (YAML, see gateway/rule_overrides.py); None: none.
+    rule_overrides: Path | None = None
+    #: How often the detectors' learnt state is written to data_dir/detectors.json.
+    detector_state_interval_s: float = Field(default=60.0, gt=0)
     #: ``text`` for people, ``json`` (one object per line) for a log collector.
     log_format: Literal["text", "json"] = "text"
     #: Escalation policies, notification channels and their timings (YAML); None: the shipped

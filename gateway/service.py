@@ -39,6 +39,7 @@ from gateway.config import Settings
 from gateway.deadletter import DeadLetterStore
 from gateway.decode import Decode
 from gateway.detect import Detect, meter_calendars, rebuild_production
+from gateway.detector_state import StateKeeper
 from gateway.metrics import Counters
 from gateway.model import now_ms
 from gateway.mqtt import BrokerAddress, MqttSource, without_credentials
@@ -47,6 +48,7 @@ from gateway.pipeline import StageTimings, build_pipeline
 from gateway.profiles import Profile, load_profiles
 from gateway.registry import Registry
 from gateway.registry_model import Device
+from gateway.rule_overrides import load_overrides
 from gateway.sessions import SessionStore
 from gateway.sqlite import SqliteDatabase
 from gateway.stores import TimeSeriesStore, open_store
@@ -108,6 +110,7 @@ class Gateway:
     alerts: AlertEngine
     bus: AlertBus
     detectors: DetectorBank
+    detector_state: StateKeeper
     correlator: Correlator
     production: ProductionDetector
     persist: Persist
@@ -184,9 +187,23 @@ class Gateway:
             self.rectifications,
             s.timezone,
         )
-        self.detectors = DetectorBank(self.registry.profile_of, s.timezone)
+        self.detectors = DetectorBank(
+            self.registry.profile_of,
+            s.timezone,
+            site_of=self.registry.site_of,
+            overrides=None if s.rule_overrides is None
+            else load_overrides(s.rule_overrides, self.profiles),
+        )
         self.registry.on_revoke.append(self.detectors.forget)
         self.registry.on_add.append(self._watch)
+        # Learnt baselines and pending delays survive a restart (restored before resume).
+        self.detector_state = StateKeeper(
+            self.detectors, s.data_dir, s.detector_state_interval_s
+        )
+        self.detector_state.start()
+        stack.push_async_callback(self.detector_state.stop)
+        # An alert closed while its condition holds: the next crossing raises a new one.
+        self.alerts.add_listener(self.detectors)
         start = now_ms()
         for device in self.registry.devices():
             self.detectors.expect(device.id, start)
