@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import numpy as np
@@ -12,8 +11,8 @@ from detectors._state import get_opt_float, get_opt_int
 from detectors.base import Floats, Timestamps
 
 _NEVER = np.iinfo(np.int64).min
-#: Points per search step when a run has to be followed point by point (tolerance > 0).
-_SEARCH = 64
+#: How far ahead every point looks for the end of a run it would start (tolerance > 0).
+_LOOKAHEAD = 8
 
 
 class FlatLine:
@@ -111,11 +110,10 @@ class FlatLine:
         """Score then learn each point in order, vectorised; same as the streaming loop.
 
         With ``tolerance == 0`` a run starts wherever the value changes, which is
-        one comparison per point. With a tolerance, a jump of more than twice
-        the tolerance always starts a run (it cannot be within the tolerance of
-        an anchor the previous point was within the tolerance of) and is found
-        vectorised too; only stretches of smaller steps are followed run by
-        run, each run found by one vectorised search.
+        one comparison per point. With a tolerance, where a run would end is
+        found for every point at once (looking a few points ahead, and by a
+        vectorised search beyond), and then only run starts are visited: one
+        list lookup per run.
         """
         ts = np.asarray(ts_ms, dtype=np.int64)
         vs = np.asarray(values, dtype=np.float64)
@@ -141,67 +139,30 @@ class FlatLine:
 
     def _run_starts(self, v: Floats) -> npt.NDArray[np.bool_]:
         """Which points start a new run, given the anchor in the state."""
-        n = len(v)
+        n, tol, anchor = len(v), self.tolerance, self._start_value
         starts = np.zeros(n, dtype=bool)
-        anchor = self._start_value
-        starts[0] = anchor is None or abs(float(v[0]) - anchor) > self.tolerance
-        tol = self.tolerance
         if tol == 0:
+            starts[0] = anchor is None or v[0] != anchor
             starts[1:] = v[1:] != v[:-1]
             return starts
-        starts[1:] = np.abs(np.diff(v)) > 2 * tol
-        # Stretches between such sure starts: follow their runs with vectorised searches.
-        sure = np.flatnonzero(starts)
-        bounds = np.concatenate(([0], sure, [n]))
-        for lo, hi in itertools.pairwise(bounds):
-            if hi - lo < 2:
-                continue
-            a = int(lo)
-            value = float(v[a]) if starts[a] or anchor is None else anchor
-            i = a + 1
-            while i < hi:
-                step = _SEARCH
-                found = -1
-                while i < hi:
-                    chunk = v[i : min(hi, i + step)]
-                    out = np.flatnonzero(np.abs(chunk - value) > tol)
-                    if len(out):
-                        found = i + int(out[0])
-                        break
-                    i += len(chunk)
-                    step *= 4
-                if found < 0:
-                    break
-                starts[found] = True
-                value = float(v[found])
-                i = found + 1
-        if not self._consistent(v, starts):
-            # A sure start decided by rounding at the very edge of 2 * tolerance.
-            starts = self._run_starts_loop(v)
-        return starts
-
-    def _consistent(self, v: Floats, starts: npt.NDArray[np.bool_]) -> bool:
-        """Whether ``starts`` is exactly what the streaming rule gives (point vs anchor)."""
-        index = np.arange(len(v))
-        run = np.maximum.accumulate(np.where(starts, index, -1))
-        anchor = np.where(
-            run < 0,
-            np.nan if self._start_value is None else self._start_value,
-            v[np.maximum(run, 0)],
-        )
-        previous = np.concatenate(
-            ([np.nan if self._start_value is None else self._start_value], anchor[:-1])
-        )
-        with np.errstate(invalid="ignore"):
-            expected = ~(np.abs(v - previous) <= self.tolerance)
-        return bool(np.array_equal(expected, starts))
-
-    def _run_starts_loop(self, v: Floats) -> npt.NDArray[np.bool_]:
-        starts = np.zeros(len(v), dtype=bool)
-        anchor = self._start_value
-        for i, value in enumerate(v.tolist()):
-            if anchor is None or abs(value - anchor) > self.tolerance:
-                starts[i], anchor = True, value
+        # following[i]: the first point after i (looking _LOOKAHEAD ahead) that is more
+        # than the tolerance away from v[i], i.e. where a run starting at i would end.
+        following = np.full(n, -1, dtype=np.int64)
+        for d in range(1, min(_LOOKAHEAD, n - 1) + 1):
+            ends = (np.abs(v[d:] - v[:-d]) > tol) & (following[:-d] < 0)
+            following[:-d][ends] = np.flatnonzero(ends) + d
+        if anchor is None or abs(float(v[0]) - anchor) > tol:
+            start = 0
+        else:
+            start = _first_beyond(v, 1, anchor, tol)
+        # Hop from run start to run start: one cheap step per run, not per point.
+        found = []
+        hops = following.tolist()
+        while start < n:
+            found.append(start)
+            end = hops[start]
+            start = end if end >= 0 else _first_beyond(v, start + _LOOKAHEAD + 1, v[start], tol)
+        starts[found] = True
         return starts
 
     def state(self) -> dict[str, object]:
@@ -225,3 +186,19 @@ class FlatLine:
 
     def __repr__(self) -> str:
         return f"FlatLine(tolerance={self.tolerance:g})"
+
+
+def _first_beyond(v: Floats, lo: int, anchor: float, tolerance: float) -> int:
+    """The first index >= ``lo`` more than ``tolerance`` from ``anchor``; ``len(v)`` if none.
+
+    Searches in growing chunks, so a long flat run costs O(its length) in numpy
+    and a few Python steps.
+    """
+    step = _LOOKAHEAD * 8
+    while lo < len(v):
+        beyond = np.flatnonzero(np.abs(v[lo : lo + step] - anchor) > tolerance)
+        if len(beyond):
+            return lo + int(beyond[0])
+        lo += step
+        step *= 4
+    return len(v)
