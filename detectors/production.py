@@ -34,7 +34,9 @@ towards fewer alarms.
 Day energy comes from the cumulative register (``energy_kwh``; a drop is a reset
 or roll-over and is skipped); a meter that never sent one has its load integrated
 instead (trapezoids over gaps up to ``max_gap_s``). An interval that spans local
-midnight is split between the two days in proportion to time. Days are the
+midnight is split between the two days in proportion to time (register and load of
+one instant should come in one batch, as one message carries them: the first reading
+past midnight closes the day). Days are the
 enterprise's local days (its ``timezone``, Asia/Shanghai by default).
 
 Per meter the state is a handful of numbers and two rings of ``learn_days``
@@ -228,9 +230,11 @@ class ProductionDetector:
         """Feed a batch (in time order per meter); returns raise/clear signals."""
         signals: list[Signal] = []
         calendars: dict[str, Calendar | None] = {}
-        for reading in readings:
-            if reading.metric not in (POWER_METRIC, ENERGY_METRIC):
-                continue
+        # A meter's register reading goes before its load reading of the same instant, so
+        # the interval that ends at local midnight is counted before that day is closed.
+        ours = [r for r in readings if r.metric in (POWER_METRIC, ENERGY_METRIC)]
+        ours.sort(key=lambda r: (r.device_id, r.ts_ms, r.metric != ENERGY_METRIC))
+        for reading in ours:
             device_id = reading.device_id
             if device_id not in calendars:
                 calendars[device_id] = self._calendar_of(device_id)

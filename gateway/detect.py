@@ -110,7 +110,7 @@ async def rebuild_production(
         except Exception:
             log.warning("could not rebuild the production baseline of %s", device_id, exc_info=True)
             continue
-        readings.sort(key=lambda r: (r.ts_ms, r.metric))
+        readings.sort(key=lambda r: r.ts_ms)  # on_readings orders each instant's pair
         production.on_readings(readings)
         replayed += len(readings)
     return replayed
