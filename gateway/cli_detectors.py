@@ -237,6 +237,31 @@ async def _history(
     }
 
 
+def evaluate(
+    days: Annotated[int, typer.Option(min=1, help="simulated days (7 holds every incident)")] = 7,
+    seed: Annotated[int, typer.Option(help="random seed of the simulated town")] = 11,
+    as_json: Annotated[bool, typer.Option("--json", help="print the results as JSON")] = False,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="TOML config file")] = None,
+) -> None:
+    """Score every detector on the simulator's labelled town: recall, precision, false
+    alarms per device-day and detection delay, per detector and incident kind."""
+    from detectors.evaluate import evaluate as run
+    from detectors.evaluate import format_table
+    from gateway.profiles import load_profiles
+
+    settings = _settings(config, data_dir)
+    try:
+        result = run(days, seed, load_profiles(settings.profiles_dir), settings.timezone)
+    except EwgError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        typer.echo(json.dumps(result.to_json(), ensure_ascii=False, indent=2))
+    else:
+        typer.echo(format_table(result))
+
+
 def register(app: typer.Typer) -> None:
     """Add the commands to the ``ewg`` app."""
     app.command()(backtest)
+    app.command()(evaluate)
