@@ -325,3 +325,29 @@ async def test_a_rectification_item_is_answered_with_a_photo_and_a_note(portal: 
     await expect(rival.locator("#notfound")).to_be_visible()
     status = await rival.evaluate(f"fetch('/api/rectifications/{item_id}').then(r => r.status)")
     assert status == 404
+
+
+async def test_an_enterprise_user_registers_a_site_from_a_phone(portal: Portal) -> None:
+    page = await signed_in(portal, viewport={"width": 390, "height": 844}, is_mobile=True)
+    await page.get_by_role("link", name="登记场所").click()
+    form = page.locator("#site-form")
+    await form.locator("input[name=name]").fill("安美二号仓库")
+    # The town's villages to choose from (no typos that would hide the site from its officer).
+    await expect(form.locator("select[name=village] option")).to_have_text(["请选择…", VILLAGE])
+    await form.locator("select[name=village]").select_option(VILLAGE)
+    await form.locator("select[name=industry]").select_option("dust_factory")
+    await form.locator("input[name=address]").fill("陂头工业区 5 号")
+    await expect(form.locator("input[name=enterprise]")).to_have_count(0)  # always their own
+    await snap(page, "portal-site-form")
+    await form.get_by_role("button", name="登记场所").click()
+
+    # Straight on to registering a device there.
+    await expect(page.locator("#device-form select[name=site_id] option:checked")).to_contain_text(
+        "安美二号仓库"
+    )
+    sites = [s for s in portal.live.gateway.registry.sites() if s.name == "安美二号仓库"]
+    assert [(s.enterprise, s.village, s.industry) for s in sites] == [
+        ("acme", VILLAGE, "dust_factory")
+    ]
+    await page.get_by_role("link", name="我的场所与设备").click()
+    await expect(page.locator(f'[data-site-id="{sites[0].id}"]')).to_contain_text("粉尘涉爆企业")
