@@ -22,6 +22,8 @@ alert naming both devices and the evidence:
   kind: an active alert of it, or a rise of the residual current by
   ``leak_rise_ma`` / of a cable temperature by ``cable_rise_c`` within
   ``electrical_window_s``. Cleared when the device's last electrical alert clears.
+  One upgrade per circuit at a time: the second monitor's alert about the same
+  fault is not upgraded again.
 
 Defaults (practice; no standard fixes them): 5 min and 8 °C for a room (rate-of-rise
 heat detectors respond near 10 °C/min, GB 4716, so a fire under the ceiling gets there
@@ -326,6 +328,10 @@ class Correlator:
             return [self._fire_signal(smoke_id, now_ms, peer_id, evidence, active=True)]
         return []
 
+    def _confirmed(self, device_id: str) -> bool:
+        device = self._devices.get(device_id)
+        return device is not None and device.electrical_confirmed
+
     def _electrical_rule(self, device: _Device) -> str | None:
         """The device's active electrical alert, leakage first."""
         rule = device.has_hazard(frozenset({LEAK_HAZARD}), self.params.smoke_rules)
@@ -339,11 +345,14 @@ class Correlator:
         rule = self._electrical_rule(device)
         if rule is None:
             return []
+        circuit = (device_id, *self._peers(device_id, "circuit"))
+        if any(self._confirmed(other) for other in circuit):
+            return []  # one upgrade per circuit: one developing fault, one red alert
         hazard = device.alerts[rule][0]
         other_kind = "cable" if hazard == LEAK_HAZARD else "leak"
         other_hazard = CABLE_HAZARD if hazard == LEAK_HAZARD else LEAK_HAZARD
         window_ms = int(self.params.electrical_window_s * 1000)
-        for other_id in (device_id, *self._peers(device_id, "circuit")):
+        for other_id in circuit:
             other = self._devices.get(other_id)
             if other is None:
                 continue
