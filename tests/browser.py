@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page, async_playwright, expect
 
 CHROMIUM = Path("/usr/bin/chromium")
 #: No sandbox (tests run as root), and nothing that phones home or updates itself.
@@ -25,6 +26,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
     "--disable-quic",
+    # The board beeps for a new red alert; a headless test has no click to unlock audio first.
+    "--autoplay-policy=no-user-gesture-required",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,3 +71,15 @@ def publish(shot: Path, name: str) -> Path:
         DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shot, target)
     return target
+
+
+async def login(
+    page: Page, base_url: str, username: str, password: str, *, lands_on: str = "/"
+) -> None:
+    """Sign in through the login page as a person would, and wait for the page it leads to."""
+    await page.goto(f"{base_url}/login.html")
+    await page.locator("input[name=username]").fill(username)
+    await page.locator("input[name=password]").fill(password)
+    await page.locator("#login-form button[type=submit]").click()
+    await page.wait_for_url(re.compile(re.escape(base_url + lands_on) + "$"))
+    await expect(page.locator("#login-form")).to_have_count(0)

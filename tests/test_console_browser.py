@@ -1,21 +1,23 @@
 """The duty console in a real browser, over the real stack.
 
 Simulator -> real Mosquitto -> gateway -> SSE -> Debian Chromium driven by Playwright. Every
-check is something the duty officer would notice: the board goes live, a fire shows up red
-without reloading the page (within the 10 s field requirement), acknowledging and closing
-change the board and the record, a wrong token is refused, and the language choice sticks.
-Screenshots land in artifacts/screenshots/ (and, for the README, docs/screenshots/).
+check is something a duty officer would notice: signing in, a fire showing up red on the board
+without a reload within 2 s of the publish, the banner and the beep until someone acknowledges,
+closing with a disposition and the history saying so, the chart drawing the stored readings,
+filters, a community officer seeing only their village, an enterprise user finding nothing at
+another enterprise's alert, the board noticing a lost connection. Screenshots land in
+artifacts/screenshots/ (and, for the README, docs/screenshots/).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,21 +30,29 @@ if not CHROMIUM.exists():
         allow_module_level=True,
     )
 
-from playwright.async_api import Browser, BrowserContext, Locator, Page, Route, expect
+from playwright.async_api import Browser, BrowserContext, Locator, Page, expect
 
+from gateway.scope import Role
 from simulator.runner import SimulationReport, Simulator
 from simulator.scenario import Scenario, parse_scenario
-from tests.browser import chromium, publish, screenshot
-from tests.conftest import TOKEN, LiveGateway, eventually
+from tests.browser import chromium, login, publish, screenshot
+from tests.conftest import LiveGateway, eventually
 from tests.test_end_to_end import register_scenario
 
-#: Field requirement: an alarm is on the duty board within 10 s of the device sending it.
-BOARD_WITHIN_MS = 10_000
+#: The issue's acceptance criterion: the alert is on the board within 2 s of the publish.
+BOARD_WITHIN_MS = 2_000
 # Page checks that are not about speed get room for a busy CI machine (default 5 s).
 expect.set_options(timeout=10_000)
 #: Scenario offset at which the fire's smoke alarm event is published.
 FIRE_AT_S = 1.0
 CLOSE_NOTE = "现场核查：厨房油烟触发，无明火 / kitchen fumes, no fire"
+PASSWORD = "correct horse battery staple"
+
+DUTY = ("wang.duty", "王值班")
+COMMUNITY = ("li.bt", "李网格员")
+ENTERPRISE = ("zhao.hw", "赵店长")
+HARDWARE = "长城五金有限公司"
+FUEL = "新圩石油有限公司"
 
 #: Set by the page watcher the moment the first red row is in the hazard table.
 WATCH_RED_ROW = """() => {
@@ -63,17 +73,21 @@ def _site(site_id: str, name: str, village: str, industry: str, **extra: Any) ->
     return {"id": site_id, "name": name, "village": village, "industry": industry, **extra}
 
 
-def fire_scenario() -> Scenario:
-    """One rental house, one NB-IoT smoke alarm, a fire at 1 s that lasts until stopped."""
+def _house() -> dict[str, Any]:
     house = _site("bt1", "陂头村建设路出租屋", "陂头村", "rental_housing", address="建设路12号")
     house["devices"] = [
         {"id": "bt1-smoke", "profile": "smoke_alarm_nbiot", "interval_s": 1, "name": "三楼楼道烟感"}
     ]
+    return house
+
+
+def fire_scenario() -> Scenario:
+    """One rental house, one NB-IoT smoke alarm, a fire at 1 s that lasts until stopped."""
     return parse_scenario(
         {
             "name": "browser-fire",
             "duration_s": 120,
-            "sites": [house],
+            "sites": [_house()],
             "incidents": [
                 {"kind": "fire", "device": "bt1-smoke", "at_s": FIRE_AT_S, "duration_s": 118}
             ],
@@ -83,24 +97,22 @@ def fire_scenario() -> Scenario:
 
 
 def town_scenario() -> Scenario:
-    """A small board for the screenshots: a fire (red), a gas level-1 alarm (orange) and a
-    smoke alarm gone offline (blue equipment fault), at three places."""
-    house = _site("bt1", "陂头村建设路出租屋", "陂头村", "rental_housing", address="建设路12号")
-    house["devices"] = [
-        {"id": "bt1-smoke", "profile": "smoke_alarm_nbiot", "interval_s": 1, "name": "三楼楼道烟感"}
-    ]
+    """A small board: a fire (red) in 陂头村, a gas level-1 alarm (orange) at 新圩村's station and
+    a smoke alarm gone offline (blue equipment fault) at 长城社区's shop; two enterprises."""
     station = _site(
-        "xw3",
-        "新圩村环城路加油站",
-        "新圩村",
-        "fuel_station",
-        address="环城路3号",
-        enterprise="新圩石油有限公司",
+        "xw3", "新圩村环城路加油站", "新圩村", "fuel_station", address="环城路3号", enterprise=FUEL
     )
     station["devices"] = [
         {"id": "xw3-gas", "profile": "gas_detector", "interval_s": 0.5, "name": "加油岛可燃气体"}
     ]
-    shop = _site("cc8", "长城社区五金店", "长城社区", "small_shop", address="工业大道8号")
+    shop = _site(
+        "cc8",
+        "长城社区五金店",
+        "长城社区",
+        "small_shop",
+        address="工业大道8号",
+        enterprise=HARDWARE,
+    )
     shop["devices"] = [
         {"id": "cc8-smoke", "profile": "smoke_alarm_nbiot", "interval_s": 1, "name": "店内烟感"}
     ]
@@ -108,7 +120,7 @@ def town_scenario() -> Scenario:
         {
             "name": "browser-town",
             "duration_s": 120,
-            "sites": [house, station, shop],
+            "sites": [_house(), station, shop],
             "incidents": [
                 {"kind": "fire", "device": "bt1-smoke", "at_s": FIRE_AT_S, "duration_s": 118},
                 # 35 %LEL: past level 1 (25, orange), below level 2 (50, red).
@@ -158,6 +170,20 @@ async def sleep_until(epoch_ms: int) -> None:
 
 
 @pytest.fixture
+async def users(live: LiveGateway) -> LiveGateway:
+    """One account per role the console serves (the enterprise user owns the hardware shop)."""
+    add = live.gateway.users.add
+    await add(DUTY[0], PASSWORD, Role.DUTY, display_name=DUTY[1])
+    await add(
+        COMMUNITY[0], PASSWORD, Role.COMMUNITY, display_name=COMMUNITY[1], villages=["陂头村"]
+    )
+    await add(
+        ENTERPRISE[0], PASSWORD, Role.ENTERPRISE, display_name=ENTERPRISE[1], enterprise=HARDWARE
+    )
+    return live
+
+
+@pytest.fixture
 async def browser(live: LiveGateway) -> AsyncIterator[Browser]:
     # Depends on ``live`` so the browser (and its open event stream) goes before the server.
     async with chromium() as b:
@@ -170,6 +196,7 @@ async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
         viewport={"width": 1366, "height": 768},
         locale="zh-CN",
         timezone_id="Asia/Shanghai",
+        accept_downloads=True,
     )
     ctx.set_default_timeout(10_000)
     yield ctx
@@ -178,80 +205,203 @@ async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
 
 @pytest.fixture
 async def page(context: BrowserContext) -> AsyncIterator[Page]:
-    """A fresh tab (empty storage); any uncaught script error fails the test."""
+    """A fresh tab (empty storage); an uncaught script error or a CSP refusal fails the test."""
     p = await context.new_page()
     errors: list[str] = []
     p.on("pageerror", lambda exc: errors.append(str(exc)))
+    p.on(
+        "console",
+        lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None,
+    )
     yield p
-    assert not errors, f"script errors on the console page: {errors}"
+    assert not errors, f"script errors on a console page: {errors}"
 
 
 def hazard_rows(page: Page) -> Locator:
     return page.locator("#hazards tbody tr[data-alert-id]")
 
 
-async def open_board(page: Page, live: LiveGateway) -> None:
-    """What the duty officer's bookmark does: the console with the token in the fragment."""
-    await page.goto(f"{live.base_url}/#token={TOKEN}")
+def fault_rows(page: Page) -> Locator:
+    return page.locator("#faults tbody tr[data-alert-id]")
+
+
+async def open_board(page: Page, live: LiveGateway, user: str = DUTY[0]) -> None:
+    await login(page, live.base_url, user, PASSWORD)
     await expect(page.locator("#live")).to_have_attribute("data-state", "live")
-    await expect(page.locator("#board")).to_be_visible()
-    await expect(page.locator("#signin")).to_be_hidden()
-    # The token is taken out of the address bar at once (no token in history or screenshots).
-    assert TOKEN not in page.url
 
 
-async def assert_board_fits(page: Page, width: int) -> None:
-    """No alert table is wider than its box, and every row's buttons are on screen."""
-    overflow = await page.evaluate(
-        "[...document.querySelectorAll('.group')].map(g => g.scrollWidth - g.clientWidth)"
-    )
-    assert overflow == [0, 0], f"{width} px: the alert tables overflow by {overflow} px"
-    for button in await page.locator("tr[data-alert-id] button").all():
+async def open_alerts(live: LiveGateway, count: int) -> list[dict[str, Any]]:
+    """The open alerts (admin view), once there are ``count`` of them."""
+
+    async def enough() -> list[dict[str, Any]] | None:
+        found: list[dict[str, Any]] = (
+            await live.client.get("/api/alerts", params={"state": "open"})
+        ).json()
+        return found if len(found) >= count else None
+
+    return await eventually(enough, timeout_s=15)
+
+
+def by_device(alerts: list[dict[str, Any]], device_id: str) -> dict[str, Any]:
+    return next(a for a in alerts if a["device_id"] == device_id)
+
+
+async def assert_fits(page: Page, width: int) -> None:
+    """Nothing is wider than the screen, and every row's buttons are on it."""
+    overflow = await page.evaluate("document.documentElement.scrollWidth - innerWidth")
+    assert overflow <= 0, f"{width} px: the page is {overflow} px wider than the screen"
+    for button in await page.locator("tr[data-alert-id] .col-actions > *").all():
         box = await button.bounding_box()
         assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width
 
 
-async def fire_on_board(page: Page, live: LiveGateway, run: Run) -> tuple[Locator, int, int]:
-    """Wait (at most the field requirement, from the alarm's publish) for the red row; return
-    the row, its alert id and when the page first showed it (epoch ms, browser clock)."""
-    await sleep_until(run.at_ms(FIRE_AT_S))
-    red = hazard_rows(page).and_(page.locator('[data-severity="red"]'))
-    await expect(red).to_have_count(1, timeout=BOARD_WITHIN_MS)
-    seen_ms = await page.evaluate("window.__redRowSeenMs")
-    assert isinstance(seen_ms, int)
-    alert_id = int(await red.get_attribute("data-alert-id") or "0")
-    alert = (await live.client.get(f"/api/alerts/{alert_id}")).json()
-    assert (alert["device_id"], alert["rule"], alert["severity"]) == (
-        "bt1-smoke",
-        "smoke_alarm",
-        "red",
-    )
-    return red, alert_id, seen_ms
+async def beeps(page: Page) -> int:
+    return int(await page.evaluate("window.__ewgSound.beeps"))
 
 
-async def test_fire_alarm_appears_on_the_board_live(
-    live: LiveGateway, page: Page, record_property: Any
+async def test_login_sends_each_role_to_its_page_and_refuses_a_wrong_password(
+    users: LiveGateway, page: Page
 ) -> None:
+    live = users
+    # No session: the board sends the browser to the login page, with no data on it.
+    await page.goto(f"{live.base_url}/")
+    await page.wait_for_url(f"{live.base_url}/login.html")
+    await expect(page.locator("input[name=username]")).to_be_focused()
+    await expect(page.locator("h2")).to_have_text("登录")
+    publish(await screenshot(page, "login-zh"), "console-login")
+
+    await page.locator("input[name=username]").fill(DUTY[0])
+    await page.locator("input[name=password]").fill("not the password")
+    await page.locator("#login-form button[type=submit]").click()
+    await expect(page.locator("#login-error")).to_have_text("用户名或密码错误")
+    assert page.url == f"{live.base_url}/login.html"
+    await expect(page.locator("input[name=password]")).to_have_value("")
+
+    # A page opened without a session comes back after login (the ?next= address).
+    await page.goto(f"{live.base_url}/stats.html")
+    await page.wait_for_url(f"{live.base_url}/login.html?next=%2Fstats.html")
+    await page.locator("input[name=username]").fill(DUTY[0])
+    await page.locator("input[name=password]").fill(PASSWORD)
+    await page.locator("#login-form button[type=submit]").click()
+    await page.wait_for_url(f"{live.base_url}/stats.html")
+    await expect(page.locator("#user")).to_have_text("王值班 · 值班员")
+
+    # Signing out ends the session: the board is out of reach again.
+    await page.locator("#logout").click()
+    await page.wait_for_url(f"{live.base_url}/login.html")
+    await page.goto(f"{live.base_url}/")
+    await page.wait_for_url(f"{live.base_url}/login.html")
+
+    # ?next= never leads off the site.
+    await page.goto(f"{live.base_url}/login.html?next=//evil.example/")
+    await page.locator("input[name=username]").fill(DUTY[0])
+    await page.locator("input[name=password]").fill(PASSWORD)
+    await page.locator("#login-form button[type=submit]").click()
+    await page.wait_for_url(f"{live.base_url}/")
+    await page.locator("#logout").click()
+    await page.wait_for_url(f"{live.base_url}/login.html")
+
+    # An enterprise user goes to the portal, not to the duty board.
+    await login(page, live.base_url, ENTERPRISE[0], PASSWORD, lands_on="/portal.html")
+
+
+async def test_fire_reaches_the_board_within_2_s_then_is_acknowledged_and_closed(
+    users: LiveGateway, page: Page, record_property: Any
+) -> None:
+    live = users
     await open_board(page, live)
     await expect(hazard_rows(page)).to_have_count(0)
-    await expect(page.locator("#hazards .empty")).to_be_visible()
+    await expect(page.locator("#red-banner")).to_be_hidden()
     await page.evaluate("window.__noReload = 1")
     await page.evaluate(WATCH_RED_ROW)
+    assert await beeps(page) == 0
 
     async with simulation(live, fire_scenario()) as run:
-        row, _, seen_ms = await fire_on_board(page, live, run)
-        # The page was updated in place, not reloaded.
-        assert await page.evaluate("window.__noReload") == 1
-        await expect(row).to_have_attribute("data-state", "raised")
-        await expect(row).to_contain_text("烟雾火警")
-        await expect(row).to_contain_text("陂头村建设路出租屋")
-        await expect(row).to_contain_text("bt1-smoke")
-        await expect(row.locator("button.ack")).to_be_visible()
+        await sleep_until(run.at_ms(FIRE_AT_S))
+        red = hazard_rows(page).and_(page.locator('[data-severity="red"]'))
+        await expect(red).to_have_count(1, timeout=BOARD_WITHIN_MS + 1_000)
+        seen_ms = await page.evaluate("window.__redRowSeenMs")
+        assert isinstance(seen_ms, int)
+        assert await page.evaluate("window.__noReload") == 1  # updated in place, not reloaded
+        alert_id = int(await red.get_attribute("data-alert-id") or "0")
+        await expect(red).to_have_attribute("data-state", "raised")
+        await expect(red).to_contain_text("烟雾火警")
+        await expect(red).to_contain_text("陂头村建设路出租屋")
+        await expect(red).to_contain_text("bt1-smoke")
         await expect(page.locator("#count-red")).to_have_text("1")
-        await expect(page.locator("#hazards .group-n")).to_have_text("1")
-        await expect(page.locator("#hazards .empty")).to_be_hidden()
+        await expect(page.locator("#incidents .incident-list li")).to_have_count(1)
         await expect(page).to_have_title("(1) EWG 安全生产预警值班台")
-        await screenshot(page, "board-live-fire")
+
+        # A banner and a beep, and the beep repeats until someone acknowledges.
+        banner = page.locator("#red-banner")
+        await expect(banner).to_be_visible()
+        await expect(banner).to_contain_text("烟雾火警")
+        await expect(banner).to_contain_text("陂头村建设路出租屋")
+        first = await beeps(page)
+        assert first >= 1
+        await eventually(lambda: _more(page, first), timeout_s=5)
+        publish(await screenshot(page, "board-fire"), "console-board-fire")
+
+        await banner.locator("#banner-ack").click()
+        await expect(banner).to_be_hidden()
+        await expect(red).to_have_attribute("data-state", "acknowledged")
+        await expect(red.locator("button.ack")).to_have_count(0)
+        after_ack = await beeps(page)
+        await page.wait_for_timeout(2_500)  # longer than the beep interval (2 s)
+        assert await beeps(page) == after_ack, "the beep goes on after acknowledging"
+
+        # The detail page: where, what, the chart from the store, and closing it.
+        await red.locator("a.details").click()
+        await page.wait_for_url(f"{live.base_url}/alert.html?id={alert_id}")
+        await expect(page.locator("#a-title")).to_have_text("烟雾火警")
+        await expect(page.locator("#a-state")).to_have_text("已确认")
+        await expect(page.locator("#site-facts")).to_contain_text("建设路12号")
+        await expect(page.locator("#site-facts")).to_contain_text("陂头村")
+        await expect(page.locator("#device-facts")).to_contain_text("bt1-smoke")
+        await expect(page.locator("#device-facts")).to_contain_text("在线")
+        chart = page.locator("#alert-chart")
+        await expect(chart).to_have_attribute("data-metric", "smoke_obscuration_pct")
+        await expect(chart.locator("canvas")).to_have_count(1)
+        stored = (
+            await live.client.get(
+                "/api/telemetry",
+                params={"device_id": "bt1-smoke", "metric": "smoke_obscuration_pct"},
+            )
+        ).json()
+        assert stored, "the simulator's readings are in the store"
+        assert int(await chart.get_attribute("data-points") or "0") >= 1
+        history = page.locator("#history tbody tr")
+        await expect(history).to_have_count(2)
+        await expect(history.nth(1)).to_contain_text("新告警 → 已确认")
+        await expect(history.nth(1)).to_contain_text(DUTY[0])
+        publish(await screenshot(page, "alert-detail"), "console-alert")
+
+        await page.locator("#act-close").click()
+        dialog = page.locator("#close-dialog")
+        await expect(dialog).to_be_visible()
+        await dialog.locator("button.confirm").click()  # no disposition: refused, in words
+        await expect(dialog.locator(".form-error")).to_have_text("请选择处置结果")
+        await dialog.locator("select[name=disposition]").select_option("false_alarm")
+        await expect(dialog.locator(".form-error")).to_be_hidden()
+        await dialog.locator("textarea[name=note]").fill(CLOSE_NOTE)
+        publish(await screenshot(page, "close-dialog"), "console-close")
+        await dialog.locator("button.confirm").click()
+        await expect(dialog).to_be_hidden()
+        await expect(page.locator("#a-state")).to_have_text("已关闭")
+        await expect(history).to_have_count(3)
+        await expect(history.nth(2)).to_contain_text("已确认 → 已关闭")
+        await expect(history.nth(2)).to_contain_text(CLOSE_NOTE)
+        await expect(page.locator("#alert-facts")).to_contain_text("误报")
+        await expect(page.locator("#act-close")).to_be_hidden()
+
+    # The record says the same as the page.
+    alert = (await live.client.get(f"/api/alerts/{alert_id}")).json()
+    assert (alert["state"], alert["disposition"], alert["note"]) == (
+        "closed",
+        "false_alarm",
+        CLOSE_NOTE,
+    )
+    assert alert["acknowledged_by"] == alert["closed_by"] == DUTY[0]
 
     assert run.report is not None
     truth = next(t for t in run.report.truth if t.expected_rule == "smoke_alarm")
@@ -259,175 +409,217 @@ async def test_fire_alarm_appears_on_the_board_live(
     latency_ms = seen_ms - truth.crossed_ms
     record_property("publish_to_board_ms", latency_ms)
     print(f"smoke alarm published -> red row on the board: {latency_ms} ms")
-    assert 0 <= latency_ms < BOARD_WITHIN_MS
+    assert 0 <= latency_ms <= BOARD_WITHIN_MS
 
 
-async def test_officer_acknowledges_then_closes_as_false_alarm(
-    live: LiveGateway, page: Page
-) -> None:
-    await open_board(page, live)
-    await page.evaluate(WATCH_RED_ROW)
-    async with simulation(live, fire_scenario()) as run:
-        row, alert_id, _ = await fire_on_board(page, live, run)
-
-        await row.locator("button.ack").click()
-        await expect(row).to_have_attribute("data-state", "acknowledged")
-        await expect(row.locator(".state-label")).to_have_text("已确认")
-        await expect(row.locator("button.ack")).to_have_count(0)  # nothing left to acknowledge
-        await expect(page).to_have_title("EWG 安全生产预警值班台")
-
-        await row.locator("button.close").click()
-        dialog = page.locator("#close-dialog")
-        await expect(dialog).to_be_visible()
-        await expect(dialog.locator(".close-target")).to_contain_text(f"#{alert_id}")
-        await expect(dialog.locator(".close-target")).to_contain_text("烟雾火警")
-        # Confirming without a disposition is refused, in words, and the dialog stays open.
-        await dialog.locator("button.confirm-close").click()
-        await expect(dialog.locator(".form-error")).to_have_text("请选择处置结果")
-        await expect(dialog).to_be_visible()
-
-        await dialog.locator("select[name=disposition]").select_option("false_alarm")
-        await expect(dialog.locator(".form-error")).to_be_hidden()  # answered: no stale error
-        await dialog.locator("textarea[name=note]").fill(CLOSE_NOTE)
-        publish(await screenshot(page, "close-dialog-zh"), "console-close")
-        await dialog.locator("button.confirm-close").click()
-        await expect(dialog).to_be_hidden()
-        await expect(page.locator(f'tr[data-alert-id="{alert_id}"]')).to_have_count(0)
-        await expect(page.locator("#count-red")).to_have_text("0")
-        await expect(page.locator("#hazards .empty")).to_be_visible()
-
-        # The record says the same as the board.
-        alert = (await live.client.get(f"/api/alerts/{alert_id}")).json()
-        assert alert["state"] == "closed"
-        assert alert["disposition"] == "false_alarm"
-        assert alert["note"] == CLOSE_NOTE
-        assert alert["acknowledged"] and alert["acknowledged_by"] == "admin"
-        assert alert["closed_by"] == "admin"
-        history = (await live.client.get(f"/api/alerts/{alert_id}/history")).json()
-        steps = [(h["from_state"], h["to_state"], h["actor"]) for h in history]
-        assert steps == [
-            (None, "raised", "system"),
-            ("raised", "acknowledged", "admin"),
-            ("acknowledged", "closed", "admin"),
-        ]
-        assert history[-1]["note"] == CLOSE_NOTE
-
-        # Closed for good: a reload (another officer's screen) does not bring it back.
-        await page.reload()
-        await expect(page.locator("#live")).to_have_attribute("data-state", "live")
-        await expect(page.locator("#hazards .empty")).to_be_visible()
-        await expect(hazard_rows(page)).to_have_count(0)
+async def _more(page: Page, than: int) -> bool:
+    return await beeps(page) > than
 
 
-async def slow_if_refused(route: Route) -> None:
-    """Delay requests with a wrong token: the health check by 0.1 s, the alert list by 0.4 s."""
-    if route.request.headers.get("authorization") != f"Bearer {TOKEN}":
-        await asyncio.sleep(0.1 if route.request.url.endswith("/api/health") else 0.4)
-    await route.continue_()
-
-
-async def test_sign_in_refuses_a_wrong_token_and_accepts_the_right_one(
-    live: LiveGateway, page: Page
-) -> None:
-    async with simulation(live, fire_scenario()) as run:
-
-        async def raised() -> bool:
-            return bool((await live.client.get("/api/alerts", params={"state": "open"})).json())
-
-        await sleep_until(run.at_ms(FIRE_AT_S))
-        await eventually(raised, timeout_s=BOARD_WITHIN_MS / 1000)
-
-        # No token: the sign-in box, and not a single alert on the page.
-        await page.goto(f"{live.base_url}/")
-        signin, board = page.locator("#signin"), page.locator("#board")
-        await expect(signin).to_be_visible()
-        await expect(board).to_be_hidden()
-        await expect(page.locator("tr[data-alert-id]")).to_have_count(0)
-        await expect(page.locator("#live")).to_have_attribute("data-state", "offline")
-        await expect(page.locator("input[name=token]")).to_be_focused()
-        # Signed out there is no system state to show (no "…" placeholders either).
-        await expect(page.locator("#health-status")).to_be_hidden()
-        await expect(page.locator("#health-broker")).to_be_hidden()
-        await screenshot(page, "signin-zh")
-
-        # A wrong token: refused with a message, still no alerts.
-        await page.locator("input[name=token]").fill("not-the-token")
-        # The health and list calls answer after the event stream (as on a slow link): the
-        # refused stream makes the page ask for the list again, after the reason is shown,
-        # and that must not wipe the reason off the screen.
-        await page.route("**/api/alerts?state=open", slow_if_refused)
-        await page.route("**/api/health", slow_if_refused)
-        async with page.expect_response(lambda r: r.url.endswith("?state=open")) as listed:
-            await page.locator("input[name=token]").press("Enter")
-        assert (await listed.value).status == 401
-        await page.evaluate("() => new Promise((done) => setTimeout(done, 200))")  # page handles it
-        error = page.locator(".signin-error")
-        await expect(error).to_be_visible()
-        await expect(error).to_contain_text("访问令牌无效或已过期")
-        await expect(signin).to_be_visible()
-        await expect(board).to_be_hidden()
-        await expect(page.locator("tr[data-alert-id]")).to_have_count(0)
-        await page.unroute_all()
-
-        # The right one: the board, live, with the open fire.
-        await page.locator("input[name=token]").fill(TOKEN)
-        await page.locator("#signin button[type=submit]").click()
-        await expect(board).to_be_visible()
-        await expect(signin).to_be_hidden()
-        await expect(page.locator("#live")).to_have_attribute("data-state", "live")
-        await expect(hazard_rows(page)).to_have_count(1)
-        await expect(page.locator("#count-red")).to_have_text("1")
-        await expect(page.locator("#health-status")).to_have_text("系统正常")
-        await expect(page.locator("#health-broker")).to_have_text("消息总线已连接")
-
-        # A notification's link (/#alert=ID) points the officer at that very alert.
-        alerts = (await live.client.get("/api/alerts", params={"state": "open"})).json()
-        linked = page.locator(f'tr[data-alert-id="{alerts[0]["id"]}"]')
-        await expect(linked).not_to_have_class(re.compile("linked"))
-        await page.goto(f"{live.base_url}/#alert={alerts[0]['id']}")
-        await expect(linked).to_have_class(re.compile("linked"))
-
-
-async def test_english_labels_are_remembered_after_reload(live: LiveGateway, page: Page) -> None:
+async def test_filters_incidents_phone_and_english(users: LiveGateway, page: Page) -> None:
+    live = users
     async with simulation(live, town_scenario()) as run:
         await open_board(page, live)
         await sleep_until(run.at_ms(FIRE_AT_S))
         await expect(hazard_rows(page)).to_have_count(2)
-        await expect(page.locator("#faults tbody tr[data-alert-id]")).to_have_count(1)
-        # Red before orange, whatever came first.
+        await expect(fault_rows(page)).to_have_count(1)
         severities = [await r.get_attribute("data-severity") for r in await hazard_rows(page).all()]
-        assert severities == ["red", "orange"]
+        assert severities == ["red", "orange"]  # red first, whatever came first
         for sev, n in {"red": "1", "orange": "1", "yellow": "0", "blue": "1"}.items():
             await expect(page.locator(f"#count-{sev}")).to_have_text(n)
-
-        h1, hazards_h2 = page.locator("h1"), page.locator("#hazards h2")
-        await expect(h1).to_have_text("安全生产预警值班台")
-        await expect(hazards_h2).to_contain_text("隐患告警")
-        await expect(page.locator("#live")).to_have_text("实时推送中")
+        await expect(page.locator("#incidents .incident-list li")).to_have_count(3)
+        await page.locator("#banner-ack").click()  # quiet the fire for the screenshots
+        await expect(page.locator("#red-banner")).to_be_hidden()
         publish(await screenshot(page, "board-zh"), "console-board")
 
-        await page.locator("#lang-en").click()
-        await expect(page.locator("#lang-en")).to_have_attribute("aria-pressed", "true")
-        await expect(h1).to_have_text("Safety early-warning console")
-        await expect(hazards_h2).to_contain_text("Hazard alarms")
-        await expect(page.locator("#faults h2")).to_contain_text("Equipment faults")
-        await expect(page.locator("#hazards thead th").first).to_have_text("Level")
-        await expect(page.locator("#live")).to_have_text("Live")
-        await expect(hazard_rows(page).first).to_contain_text("Smoke fire alarm")
-        await expect(page.locator("html")).to_have_attribute("lang", "en")
-        await screenshot(page, "board-en")
-        # English labels are longer: on a small desktop every button must still be on screen.
-        for width in (1024, 1280):
-            await page.set_viewport_size({"width": width, "height": 768})
-            await assert_board_fits(page, width)
-        await page.set_viewport_size({"width": 1366, "height": 768})
-
+        filters = page.locator("#filters")
+        await filters.locator("select[name=village]").select_option("新圩村")
+        await expect(hazard_rows(page)).to_have_count(1)
+        await expect(hazard_rows(page).first).to_contain_text("新圩村环城路加油站")
+        await expect(fault_rows(page)).to_have_count(0)
+        await expect(page.locator("#count-orange")).to_have_text("1")
+        await expect(page.locator("#count-red")).to_have_text("0")
+        await expect(page.locator("#incidents .incident-list li")).to_have_count(1)
+        # The filter is in the address: a reload keeps it.
         await page.reload()
         await expect(page.locator("#live")).to_have_attribute("data-state", "live")
-        await expect(h1).to_have_text("Safety early-warning console")
-        await expect(hazards_h2).to_contain_text("Hazard alarms")
-        await expect(page.locator("#lang-en")).to_have_attribute("aria-pressed", "true")
-        await expect(hazard_rows(page).first).to_contain_text("Smoke fire alarm")
+        await expect(filters.locator("select[name=village]")).to_have_value("新圩村")
+        await expect(hazard_rows(page)).to_have_count(1)
 
+        await filters.locator("button[type=reset]").click()
+        await expect(hazard_rows(page)).to_have_count(2)
+        await filters.locator("select[name=class]").select_option("fault")
+        await expect(hazard_rows(page)).to_have_count(0)
+        await expect(fault_rows(page)).to_have_count(1)
+        await filters.locator("select[name=class]").select_option("")
+        await filters.locator("select[name=industry]").select_option("rental_housing")
+        await expect(hazard_rows(page)).to_have_count(1)
+        await expect(hazard_rows(page).first).to_have_attribute("data-severity", "red")
+        await filters.locator("select[name=industry]").select_option("")
+        await filters.locator("select[name=state]").select_option("acknowledged")
+        await expect(hazard_rows(page)).to_have_count(1)  # the fire, acknowledged above
+        await filters.locator("select[name=state]").select_option("raised")
+        await expect(hazard_rows(page)).to_have_count(1)
+        await expect(hazard_rows(page).first).to_have_attribute("data-severity", "orange")
+        await filters.locator("button[type=reset]").click()
+
+        # A phone: cards instead of a table, nothing off screen.
+        await page.set_viewport_size({"width": 390, "height": 844})
+        await expect(hazard_rows(page)).to_have_count(2)
+        await assert_fits(page, 390)
+        publish(await screenshot(page, "board-phone"), "console-board-phone")
+        for width in (1024, 1280, 1920):
+            await page.set_viewport_size({"width": width, "height": 900})
+            await assert_fits(page, width)
+        await page.set_viewport_size({"width": 1366, "height": 768})
+
+        # English, remembered after a reload.
+        await page.locator("#lang-en").click()
+        await expect(page.locator("h1")).to_have_text("Safety early-warning console")
+        await expect(page.locator("#hazards h2")).to_contain_text("Hazard alarms")
+        await expect(hazard_rows(page).first).to_contain_text("Smoke fire alarm")
+        await page.reload()
+        await expect(page.locator("#live")).to_have_attribute("data-state", "live")
+        await expect(page.locator("#faults h2")).to_contain_text("Equipment faults")
+        await expect(page.locator("#lang-en")).to_have_attribute("aria-pressed", "true")
         await page.locator("#lang-zh").click()
-        await expect(h1).to_have_text("安全生产预警值班台")
+        await expect(page.locator("h1")).to_have_text("安全生产预警值班台")
+
+
+async def test_community_officer_sees_only_their_village(users: LiveGateway, page: Page) -> None:
+    live = users
+    async with simulation(live, town_scenario()) as run:
+        await sleep_until(run.at_ms(FIRE_AT_S))
+        alerts = await open_alerts(live, 3)
+        await open_board(page, live, COMMUNITY[0])
+        await expect(page.locator("#user")).to_contain_text("社区网格员")
+        await expect(hazard_rows(page)).to_have_count(1)
+        await expect(hazard_rows(page).first).to_contain_text("陂头村建设路出租屋")
+        await expect(fault_rows(page)).to_have_count(0)
+        await expect(page.locator("#incidents .incident-list li")).to_have_count(1)
+        options = await page.locator("#filters select[name=village] option").all_text_contents()
+        assert options[1:] == ["陂头村"]
+
+        await page.goto(f"{live.base_url}/sites.html")
+        await expect(page.locator("section.village")).to_have_count(1)
+        await expect(page.locator("section.village")).to_have_attribute("data-village", "陂头村")
+        await expect(page.locator(".site-card")).to_have_count(1)
+
+        # Another village's alert, by URL: not found, and nothing of it on the page.
+        gas = by_device(alerts, "xw3-gas")
+        await page.goto(f"{live.base_url}/alert.html?id={gas['id']}")
+        await expect(page.locator("#notfound")).to_be_visible()
+        await expect(page.locator("#notfound")).to_contain_text("不在您的权限范围内")
+        assert "加油站" not in await page.content()
+        await page.goto(f"{live.base_url}/device.html?id=xw3-gas")
+        await expect(page.locator("#notfound")).to_be_visible()
+
+
+async def test_enterprise_user_cannot_open_another_enterprises_alert(
+    users: LiveGateway, page: Page
+) -> None:
+    live = users
+    async with simulation(live, town_scenario()) as run:
+        await sleep_until(run.at_ms(FIRE_AT_S))
+        alerts = await open_alerts(live, 3)
+        await login(page, live.base_url, ENTERPRISE[0], PASSWORD, lands_on="/portal.html")
+        # The shop's own offline alert opens...
+        own = by_device(alerts, "cc8-smoke")
+        await page.goto(f"{live.base_url}/alert.html?id={own['id']}")
+        await expect(page.locator("#a-title")).to_have_text("设备离线")
+        await expect(page.locator("#site-facts")).to_contain_text("长城社区五金店")
+        # ...the fuel station's gas alarm does not, and nothing of it leaks onto the page.
+        gas = by_device(alerts, "xw3-gas")
+        await page.goto(f"{live.base_url}/alert.html?id={gas['id']}")
+        await expect(page.locator("#notfound")).to_be_visible()
+        await expect(page.locator("#notfound h2")).to_have_text("未找到")
+        content = await page.content()
+        assert "加油站" not in content and "xw3" not in content
+        await screenshot(page, "alert-not-yours")
+
+
+async def test_sites_device_and_statistics_pages(
+    users: LiveGateway, page: Page, tmp_path: Path
+) -> None:
+    live = users
+    async with simulation(live, town_scenario()) as run:
+        await sleep_until(run.at_ms(FIRE_AT_S))
+        alerts = await open_alerts(live, 3)
+        # One false alarm closed, so the statistics have something to show.
+        fire = by_device(alerts, "bt1-smoke")
+        closed = await live.client.post(
+            f"/api/alerts/{fire['id']}/close", json={"disposition": "false_alarm", "note": "测试"}
+        )
+        assert closed.status_code == 200, closed.text
+        await open_board(page, live)
+
+        await page.locator("header .nav a", has_text="场所与设备").click()
+        await page.wait_for_url(f"{live.base_url}/sites.html")
+        villages = page.locator("section.village")
+        await expect(villages).to_have_count(3)
+        names = await villages.evaluate_all("vs => vs.map(v => v.dataset.village)")
+        assert sorted(names) == sorted(["陂头村", "新圩村", "长城社区"])
+        gas_row = page.locator('tr[data-device-id="xw3-gas"]')
+        await expect(gas_row.locator(".online")).to_have_text("在线")
+        await expect(gas_row.locator(".last-reading")).to_contain_text("%LEL")
+        offline_row = page.locator('tr[data-device-id="cc8-smoke"]')
+        await expect(offline_row.locator(".online")).to_have_text("离线")
+        station = page.locator('.site-card[data-site-id="xw3"]')
+        await expect(station).to_have_attribute("data-severity", "orange")
+        await page.locator("#sites-filter select[name=village]").select_option("新圩村")
+        await expect(villages).to_have_count(1)
+        await page.locator("#sites-filter select[name=village]").select_option("")
+        await expect(villages).to_have_count(3)
+        publish(await screenshot(page, "sites"), "console-sites")
+
+        await gas_row.locator("a").click()
+        await page.wait_for_url(f"{live.base_url}/device.html?id=xw3-gas")
+        await expect(page.locator("#d-id")).to_have_text("xw3-gas")
+        await expect(page.locator("#device-facts")).to_contain_text("在线")
+        await expect(page.locator("#open-alerts li")).to_have_count(1)
+        chart = page.locator('figure[data-metric="gas_lel_pct"] .chart')
+        await expect(chart.locator("canvas")).to_have_count(1)
+        assert int(await chart.get_attribute("data-points") or "0") >= 2
+        publish(await screenshot(page, "device"), "console-device")
+
+        await page.locator("header .nav a", has_text="统计").click()
+        await page.wait_for_url(f"{live.base_url}/stats.html")
+        table = page.locator("#stats-table")
+        await expect(table.locator("tbody tr")).to_have_count(4)  # three villages and the total
+        bt = table.locator('tr[data-group="陂头村"]')
+        await expect(bt.locator("td").nth(9)).to_have_text("1")  # one false alarm
+        await expect(page.locator("#chart-alerts canvas")).to_have_count(1)
+        await expect(page.locator("#chart-false canvas")).to_have_count(1)
+        publish(await screenshot(page, "stats"), "console-stats")
+        async with page.expect_download() as download_info:
+            await page.locator("#csv-groups").click()
+        download = await download_info.value
+        assert download.suggested_filename.startswith("ewg-stats-groups-")
+        saved = tmp_path / download.suggested_filename
+        await download.save_as(saved)
+        text = saved.read_text(encoding="utf-8-sig")
+        lines = text.splitlines()
+        assert len(lines) == 5 and any(line.startswith("陂头村,") for line in lines)
+        await page.locator("#stats-form select[name=group_by]").select_option("industry")
+        await expect(table.locator('tr[data-group="fuel_station"] td').first).to_have_text(
+            "加油加气站"
+        )
+
+
+async def test_board_shows_a_lost_connection_and_catches_up(
+    users: LiveGateway, page: Page, context: BrowserContext
+) -> None:
+    live = users
+    await open_board(page, live)
+    await expect(page.locator("#conn-lost")).to_be_hidden()
+    await context.set_offline(True)
+    await expect(page.locator("#conn-lost")).to_be_visible()
+    await expect(page.locator("#live")).not_to_have_attribute("data-state", "live")
+    async with simulation(live, fire_scenario()) as run:
+        await sleep_until(run.at_ms(FIRE_AT_S))
+        await open_alerts(live, 1)  # raised while the board was cut off
+        await expect(hazard_rows(page)).to_have_count(0)
+        await context.set_offline(False)
+        await expect(page.locator("#live")).to_have_attribute("data-state", "live", timeout=15_000)
+        await expect(page.locator("#conn-lost")).to_be_hidden()
+        await expect(hazard_rows(page)).to_have_count(1)

@@ -38,9 +38,9 @@ function renderSummary() {
   const state = $('#a-state');
   state.dataset.state = x.state;
   state.textContent = t('state_' + x.state) + (!x.acknowledged && isOpen() && x.state !== 'raised' ? ' · ' + t('unacked') : '');
-  $('#a-flags').replaceChildren(
+  $('#a-flags').replaceChildren(...[
     x.muted ? el('span', { class: 'flag', text: t('muted') }) : null,
-    x.flapping ? el('span', { class: 'flag', text: t('flapping') }) : null);
+    x.flapping ? el('span', { class: 'flag', text: t('flapping') }) : null].filter(Boolean));
   $('#act-ack').hidden = x.acknowledged || !isOpen();
   $('#act-close').hidden = !isOpen();
   $('#act-silence').hidden = !isOpen();
@@ -122,7 +122,7 @@ async function loadChart() {
   if (x.cleared_at) markers.push({ ms: Date.parse(x.cleared_at), label: t('state_cleared'), color: '#43a047' });
   if (x.closed_at) markers.push({ ms: Date.parse(x.closed_at), label: t('state_closed'), color: '#90caf9' });
   box.dataset.metric = S.metric;
-  timeChart(box, { label: metric ? metric.description || metric.name : S.metric, unit: metric ? metric.unit : '', points, lines, markers, range: [start, end], empty: t('no_data') });
+  timeChart(box, { timeLabel: t('h_time'), label: metric ? metric.description || metric.name : S.metric, unit: metric ? metric.unit : '', points, lines, markers, range: [start, end], empty: t('no_data') });
 }
 
 // ---------- loading ----------

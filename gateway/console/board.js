@@ -198,11 +198,11 @@ function rowFor(a) {
   tr.classList.toggle('unacked', !a.acknowledged);
   for (const col of COLUMNS) c[col].dataset.label = t('col_' + col);
   c.level.replaceChildren(el('span', { class: 'sev-badge', 'data-severity': str(a.severity), text: sevLabel(a.severity) }));
-  c.title.replaceChildren(
+  c.title.replaceChildren(...[
     el('div', { class: 'title' }, el('a', { href: `/alert.html?id=${a.id}`, text: title }),
       a.muted ? el('span', { class: 'flag', text: t('muted') }) : null,
       a.flapping ? el('span', { class: 'flag', text: t('flapping') }) : null),
-    a.message ? el('div', { class: 'sub', text: str(a.message) }) : null);
+    a.message ? el('div', { class: 'sub', text: str(a.message) }) : null].filter(Boolean));
   c.site.replaceChildren(el('div', { text: str(a.site_name || a.site_id) }),
     el('div', { class: 'sub', text: [a.village, a.address].filter(Boolean).map(str).join(' · ') }));
   c.site.title = industryLabel(a.industry);

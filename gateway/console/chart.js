@@ -9,6 +9,16 @@ const AXIS = { stroke: '#c2cad6', grid: { stroke: '#313946', width: 1 }, ticks: 
 export const PALETTE = ['#4fc3f7', '#ffb74d', '#aed581', '#f06292', '#ba68c8', '#fff176'];
 const tzDate = (ts) => uPlot.tzDate(new Date(ts), TIMEZONE);
 
+/** 24-hour tick labels in the town's zone: "17:05", with the date where the day changes. */
+function timeTicks(u, splits) {
+  let day = '';
+  return splits.map((v) => {
+    const s = fmtTime(v), d = s.slice(5, 10), hm = s.slice(11, 16);
+    const label = d !== day ? `${hm}\n${d}` : hm;
+    day = d;
+    return label;
+  });
+}
 function sizeOf(container, height) {
   return { width: Math.max(200, Math.floor(container.clientWidth || 600)), height };
 }
@@ -28,7 +38,7 @@ function reset(container) {
  * ``points``: [{ts_ms, value}] oldest first; ``lines``: horizontal levels [{label, value, color}];
  * ``markers``: vertical lines [{ms, label, color}]; ``onZoom(minMs, maxMs)`` after a drag-select.
  */
-export function timeChart(container, { label, unit = '', points, lines = [], markers = [], height = 280, range = null, onZoom = null, empty = '' }) {
+export function timeChart(container, { label, timeLabel = '', unit = '', points, lines = [], markers = [], height = 280, range = null, onZoom = null, empty = '' }) {
   reset(container);
   container.classList.add('chart');
   container.dataset.points = String(points.length);
@@ -39,7 +49,7 @@ export function timeChart(container, { label, unit = '', points, lines = [], mar
   const xs = points.map((p) => p.ts_ms);
   const data = [xs, points.map((p) => p.value), ...lines.map((l) => xs.map(() => l.value))];
   const series = [
-    { value: (u, v) => (v == null ? '' : fmtTime(v)) },
+    { label: timeLabel, value: (u, v) => (v == null ? '' : fmtTime(v)) },
     { label: unit ? `${label} (${unit})` : label, stroke: PALETTE[0], width: 2, points: { show: points.length < 60 },
       value: (u, v) => (v == null ? '' : fmtNumber(v, unit)) },
     ...lines.map((l) => ({ label: `${l.label} ${fmtNumber(l.value, unit)}`, stroke: l.color, width: 1.5, dash: [8, 6], points: { show: false } })),
@@ -47,7 +57,7 @@ export function timeChart(container, { label, unit = '', points, lines = [], mar
   const opts = {
     ...sizeOf(container, height), ms: 1, tzDate,
     series,
-    axes: [{ ...AXIS }, { ...AXIS, size: 60, values: (u, vals) => vals.map((v) => fmtNumber(v)) }],
+    axes: [{ ...AXIS, space: 70, values: timeTicks }, { ...AXIS, size: 60, values: (u, vals) => vals.map((v) => fmtNumber(v)) }],
     scales: { x: { time: true, ...(range ? { range: () => range } : {}) } },
     cursor: { drag: { x: true, y: false } },
     legend: { live: true },

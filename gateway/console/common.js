@@ -208,17 +208,21 @@ export async function topBar({ active = '' } = {}) {
 
 // ---------- live stream ----------
 const RETRY_MS = 3000;
+// A dropped network (a cable, Wi-Fi, a proxy) leaves an event stream open but silent, so the
+// page also asks the gateway who is signed in this often; a failure means the link is down.
+const WATCHDOG_MS = 5000;
 /**
  * The alert stream (Server-Sent Events, authenticated by the session cookie). Calls
  * ``onAlert({kind, alert})`` per change and ``onState('connecting'|'live'|'reconnecting'|
  * 'offline')``; on every (re)connect ``onOpen()`` (the caller reloads what it may have missed).
- * A refused stream is retried every few seconds after checking the session (401 -> login).
+ * A refused or lost stream is retried every few seconds; a 401 on the check goes to the login.
  */
 export function liveStream({ onAlert, onOpen = () => {}, onState = () => {} }) {
-  let es = null, timer = null;
+  let es = null, timer = null, state = 'idle';
   const chip = () => $('#live');
   const banner = () => $('#conn-lost');
   const setState = (s) => {
+    state = s;
     const c = chip();
     if (c) { c.hidden = false; c.dataset.state = s; c.textContent = t('live_' + s); }
     const b = banner();
@@ -227,13 +231,18 @@ export function liveStream({ onAlert, onOpen = () => {}, onState = () => {} }) {
     onState(s);
   };
   onLangChange(() => { const c = chip(); if (c && c.dataset.state !== 'idle') c.textContent = t('live_' + c.dataset.state); });
+  const lost = () => {
+    if (es) es.close();
+    es = null; setState('offline');
+    clearTimeout(timer); timer = setTimeout(open, RETRY_MS);
+  };
   const open = () => {
     clearTimeout(timer);
     if (es) es.close();
     es = new EventSource('/api/alerts/stream');
     const mine = es;
-    setState('connecting');
-    es.addEventListener('open', () => { setState('live'); onOpen(); });
+    setState(state === 'offline' ? 'reconnecting' : 'connecting');
+    es.addEventListener('open', () => { if (mine === es) { setState('live'); onOpen(); } });
     es.addEventListener('alert', (ev) => {
       let msg; try { msg = JSON.parse(ev.data); } catch { return; }
       onAlert(msg);
@@ -241,12 +250,15 @@ export function liveStream({ onAlert, onOpen = () => {}, onState = () => {} }) {
     es.addEventListener('error', () => {
       if (mine !== es) return;
       if (es.readyState !== EventSource.CLOSED) { setState('reconnecting'); return; }   // the browser retries
-      setState('offline'); es = null;
       // Refused (401 after a logout elsewhere?) or the gateway is down: ask, then try again.
       api('GET', '/api/auth/me').catch(() => {});
-      timer = setTimeout(open, RETRY_MS);
+      lost();
     });
   };
+  setInterval(async () => {
+    if (!es) return;   // already retrying
+    try { await api('GET', '/api/auth/me'); } catch (e) { if (e.status === 0) lost(); }
+  }, WATCHDOG_MS);
   open();
   return { close() { clearTimeout(timer); if (es) es.close(); es = null; }, reopen: open };
 }

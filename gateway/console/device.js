@@ -57,7 +57,7 @@ async function loadCharts() {
       { label: t('threshold_alarm'), value: r.alarm, color: '#e53935' },
       ...(r.prewarning !== null ? [{ label: t('threshold_prewarning'), value: r.prewarning, color: '#fb8c00' }] : []),
     ]);
-    timeChart($('.chart', figures[i]), { label: m.name, unit: m.unit, points, lines, height: 220, range: [start, end], empty: t('no_data') });
+    timeChart($('.chart', figures[i]), { timeLabel: t('h_time'), label: m.name, unit: m.unit, points, lines, height: 220, range: [start, end], empty: t('no_data') });
   }));
 }
 async function load(first = false) {
