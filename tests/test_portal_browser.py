@@ -261,6 +261,7 @@ async def test_own_alerts_can_be_acknowledged_and_another_enterprises_are_not_fo
     await page.locator("#ack-form input[name=note]").fill("已安排电工到场检查")
     await page.get_by_role("button", name="确认收到").click()
     await expect(page.locator("#alert-state")).to_have_attribute("data-state", "acknowledged")
+    await expect(page.locator("#notice")).to_have_text("告警已确认。")
     await expect(page.locator("#alert-history")).to_contain_text("acme-li")
     acked = (await live.client.get(f"/api/alerts/{own['id']}")).json()
     assert (acked["state"], acked["acknowledged_by"]) == ("acknowledged", "acme-li")
@@ -268,6 +269,7 @@ async def test_own_alerts_can_be_acknowledged_and_another_enterprises_are_not_fo
     # Another enterprise's alert and device, opened by URL: "not found", and 404 from the API.
     await page.goto(f"{live.base_url}/portal.html#/alert/{other['id']}")
     await expect(page.locator("#notfound")).to_contain_text("未找到")
+    await expect(page.locator("#notice")).to_be_hidden()
     assert "rival" not in (await page.locator("main").inner_text()).lower()
     await snap(page, "portal-notfound")
     status = await page.evaluate(f"fetch('/api/alerts/{other['id']}').then(r => r.status)")

@@ -42,7 +42,7 @@ addMessages({
     // device page
     p_device_title: '设备', p_latest: '最新读数', p_chart: '最近数据', p_range: '时间范围', p_metric: '指标',
     p_range_1h: '最近 1 小时', p_range_6h: '最近 6 小时', p_range_24h: '最近 24 小时', p_range_7d: '最近 7 天',
-    p_device_alerts: '未关闭的告警', p_no_alerts: '没有未关闭的告警', p_connection: '连接信息',
+    p_device_alerts: '未关闭的告警', p_no_alerts: '没有未关闭的告警', p_no_closed: '最近没有关闭的告警', p_connection: '连接信息',
     // alerts
     p_alerts_title: '我的告警', p_alerts_open: '未关闭', p_alerts_closed: '最近关闭', p_ack: '确认收到',
     p_acked: '已确认（{who}）', p_ack_note: '备注（可选，如：已安排电工检查）', p_ack_done: '告警已确认。',
@@ -81,7 +81,7 @@ addMessages({
     p_rotate: 'New secret', p_rotate_confirm: 'The old secret stops working at once; the device needs the new one to connect. Continue?',
     p_device_title: 'Device', p_latest: 'Latest readings', p_chart: 'Recent data', p_range: 'Range', p_metric: 'Metric',
     p_range_1h: 'Last hour', p_range_6h: 'Last 6 hours', p_range_24h: 'Last 24 hours', p_range_7d: 'Last 7 days',
-    p_device_alerts: 'Open alerts', p_no_alerts: 'No open alerts', p_connection: 'Connection details',
+    p_device_alerts: 'Open alerts', p_no_alerts: 'No open alerts', p_no_closed: 'No recently closed alerts', p_connection: 'Connection details',
     p_alerts_title: 'My alerts', p_alerts_open: 'Open', p_alerts_closed: 'Recently closed', p_ack: 'Acknowledge',
     p_acked: 'Acknowledged ({who})', p_ack_note: 'Note (optional, e.g. electrician on the way)', p_ack_done: 'Alert acknowledged.',
     p_alert_title: 'Alert', p_history: 'State changes',
@@ -102,6 +102,7 @@ const S = {
   who: null, choices: null, profiles: null,
   /** {device, sheet} just issued: the only place the secret is kept, until the sheet is left. */
   sheet: null,
+  notice: '',
   timers: [], charts: [], generation: 0,
 };
 
@@ -127,6 +128,9 @@ async function loadChoices() {
   if (!S.choices) S.choices = await api('GET', '/api/portal/choices');
   return S.choices;
 }
+
+/** A success note (green, unlike common.js's error bar), shown on the next view only. */
+function notice(text) { S.notice = text; }
 
 function fail(e, box) {
   const msg = e instanceof ApiError ? e.message : String(e);
@@ -248,7 +252,7 @@ async function newSite(gen) {
     button.disabled = true;
     try {
       const site = await api('POST', '/api/portal/sites', body);
-      showMessage(t('p_site_done', { name: site.name }));
+      notice(t('p_site_done', { name: site.name }));
       location.hash = '#/register?site=' + encodeURIComponent(site.id);
     } catch (e) { fail(e, error); } finally { button.disabled = false; }
   });
@@ -465,7 +469,7 @@ function alertRow(a, { ack = false } = {}) {
     const b = el('button', { type: 'button', class: 'primary ack', text: t('p_ack') });
     b.addEventListener('click', async () => {
       b.disabled = true;
-      try { await api('POST', `/api/alerts/${a.id}/ack`, { note: '' }); showMessage(t('p_ack_done')); render(); } catch (e) { fail(e); b.disabled = false; }
+      try { await api('POST', `/api/alerts/${a.id}/ack`, { note: '' }); notice(t('p_ack_done')); render(); } catch (e) { fail(e); b.disabled = false; }
     });
     row.append(b);
   } else if (a.acknowledged) row.append(el('span', { class: 'sub', text: t('p_acked', { who: a.acknowledged_by || '' }) }));
@@ -478,10 +482,10 @@ async function alertsView(gen) {
     api('GET', '/api/alerts?state=closed&limit=20'),
   ]);
   if (gen !== S.generation) return;
-  const list = (alerts, ack) => (alerts.length ? alerts.map((a) => alertRow(a, { ack })) : [el('p', { class: 'sub', text: t('p_no_alerts') })]);
+  const list = (alerts, ack, empty) => (alerts.length ? alerts.map((a) => alertRow(a, { ack })) : [el('p', { class: 'sub', text: t(empty) })]);
   main.replaceChildren(
-    el('section', { class: 'panel', id: 'alerts-open' }, heading('p_alerts_title', el('span', { class: 'sub', text: ' · ' + t('p_alerts_open') })), ...list(open, true)),
-    el('section', { class: 'panel', id: 'alerts-closed' }, heading('p_alerts_closed'), ...list(closed, false)));
+    el('section', { class: 'panel', id: 'alerts-open' }, heading('p_alerts_title', el('span', { class: 'sub', text: ' · ' + t('p_alerts_open') })), ...list(open, true, 'p_no_alerts')),
+    el('section', { class: 'panel', id: 'alerts-closed' }, heading('p_alerts_closed'), ...list(closed, false, 'p_no_closed')));
 }
 
 async function alertPage(gen, _query, alertId) {
@@ -512,7 +516,7 @@ async function alertPage(gen, _query, alertId) {
     form.addEventListener('submit', async (ev) => {
       ev.preventDefault();
       const b = $('#ack-button'); b.disabled = true;
-      try { await api('POST', `/api/alerts/${alert.id}/ack`, { note: note.value.trim() }); showMessage(t('p_ack_done')); render(); } catch (e) { fail(e, error); b.disabled = false; }
+      try { await api('POST', `/api/alerts/${alert.id}/ack`, { note: note.value.trim() }); notice(t('p_ack_done')); render(); } catch (e) { fail(e, error); b.disabled = false; }
     });
     section.append(form);
   }
@@ -607,6 +611,9 @@ async function render() {
   for (const a of $$('#portal-nav a')) a.setAttribute('aria-current', a.dataset.view === nav ? 'page' : 'false');
   document.body.dataset.view = view.name;
   delete document.body.dataset.notFound;
+  const note = $('#notice');
+  note.textContent = S.notice; note.hidden = !S.notice;
+  S.notice = '';
   try {
     await view(gen, new URLSearchParams(search), ...match.slice(1));
   } catch (e) { if (gen === S.generation) fail(e); }
