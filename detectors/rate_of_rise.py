@@ -260,15 +260,18 @@ class RateOfRise:
 def _repeated_median(ts: list[int], values: list[float]) -> float:
     """Siegel's repeated-median slope per minute; the same arithmetic as the vectorised path."""
     n = len(ts)
-    slopes = [[math.nan] * n for _ in range(n)]
+    # others[i]: point i's slopes to every other point (a slope is the same seen from both ends).
+    others: list[list[float]] = [[] for _ in range(n)]
     for i in range(n):
+        ti, vi, mine = ts[i], values[i], others[i]
         for j in range(i + 1, n):
-            slopes[i][j] = slopes[j][i] = (values[j] - values[i]) * _MS_PER_MIN / (ts[j] - ts[i])
-    each = sorted(_median([s for j, s in enumerate(row) if j != i]) for i, row in enumerate(slopes))
-    return _median(each)
+            slope = (values[j] - vi) * _MS_PER_MIN / (ts[j] - ti)
+            mine.append(slope)
+            others[j].append(slope)
+    return _median([_median(slopes) for slopes in others])
 
 
-def _median(ordered_or_not: list[float]) -> float:
-    ordered = sorted(ordered_or_not)
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
     count = len(ordered)
     return (ordered[(count - 1) // 2] + ordered[count // 2]) / 2
