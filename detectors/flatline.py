@@ -9,8 +9,11 @@ import numpy.typing as npt
 
 from detectors._state import get_opt_float, get_opt_int
 from detectors.base import Floats, Timestamps
+from detectors.vectorised import process_loop
 
 _NEVER = np.iinfo(np.int64).min
+#: Up to this many points, ``process_many`` loops: cheaper than numpy's per-call overhead.
+_SHORT = 32
 #: How far ahead every point looks for the end of a run it would start (tolerance > 0).
 _LOOKAHEAD = 8
 
@@ -115,6 +118,8 @@ class FlatLine:
         vectorised search beyond), and then only run starts are visited: one
         list lookup per run.
         """
+        if len(ts_ms) <= _SHORT:
+            return process_loop(self, ts_ms, values)
         ts = np.asarray(ts_ms, dtype=np.int64)
         vs = np.asarray(values, dtype=np.float64)
         scores = np.full(len(vs), np.nan)

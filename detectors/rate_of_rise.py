@@ -16,9 +16,12 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from detectors._state import get_float_list, get_int_list
 from detectors.base import Floats, Timestamps
+from detectors.vectorised import process_loop
 
 _MS_PER_MIN = 60_000.0
 _NEVER = np.iinfo(np.int64).min
+#: Up to this many points, ``process_many`` loops: cheaper than numpy's per-call overhead.
+_SHORT = 16
 #: Rows per block in the vectorised path, so 1M points never need ~200 MB of slopes at once.
 _BLOCK = 32_768
 
@@ -83,8 +86,8 @@ class RateOfRise:
     110 37.0 12.0
 
     The glitch did not register; the rise shows once it makes up more than half
-    of the window. The vectorised path gives the same scores and leaves the
-    same state:
+    of the window. ``process_many`` (numpy beyond a few points) gives the same
+    scores and leaves the same state:
 
     >>> again = RateOfRise(window_s=60)
     >>> ts = np.array([t for t, _ in series]); values = np.array([v for _, v in series])
@@ -171,6 +174,8 @@ class RateOfRise:
 
     def process_many(self, ts_ms: Timestamps, values: Floats) -> Floats:
         """Score then learn each point in order, vectorised; same as the streaming loop."""
+        if len(ts_ms) <= _SHORT:
+            return process_loop(self, ts_ms, values)
         ts = np.asarray(ts_ms, dtype=np.int64)
         vs = np.asarray(values, dtype=np.float64)
         n, k = len(ts), self._max_points

@@ -8,8 +8,11 @@ import numpy as np
 
 from detectors._state import get_opt_float, get_opt_int
 from detectors.base import Floats, Timestamps
+from detectors.vectorised import process_loop
 
 _NEVER = np.iinfo(np.int64).min
+#: Up to this many points, ``process_many`` loops: cheaper than numpy's per-call overhead.
+_SHORT = 64
 
 
 class SensorFault:
@@ -119,6 +122,8 @@ class SensorFault:
 
     def process_many(self, ts_ms: Timestamps, values: Floats) -> Floats:
         """Score then learn each point in order, vectorised; same as the streaming loop."""
+        if len(ts_ms) <= _SHORT:
+            return process_loop(self, ts_ms, values)
         ts = np.asarray(ts_ms, dtype=np.int64)
         vs = np.asarray(values, dtype=np.float64)
         n = len(ts)

@@ -16,7 +16,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from detectors.base import Floats, Timestamps
+from detectors.base import Floats, Scorer, Timestamps
 
 
 @runtime_checkable
@@ -26,6 +26,26 @@ class ProcessMany(Protocol):
     def process_many(self, ts_ms: Timestamps, values: Floats) -> Floats:
         """Same scores and final state as ``s = score_one(t, v); learn_one(t, v)`` per point."""
         ...
+
+
+def process_loop(scorer: Scorer, ts_ms: Timestamps, values: Floats) -> Floats:
+    """The reference ``process_many``: score then learn each point, one by one.
+
+    Scorers use it for short arrays, where numpy's per-call overhead costs more
+    than a few Python steps (a gateway batch often holds a handful of points
+    per series); it is also what ``process_many`` is tested against.
+
+    >>> from detectors.flatline import FlatLine
+    >>> process_loop(FlatLine(), np.array([0, 1_000]), np.array([3.0, 3.0])).tolist()
+    [0.0, 1.0]
+    """
+    scores = np.empty(len(values), dtype=np.float64)
+    for i, (t, v) in enumerate(
+        zip(np.asarray(ts_ms).tolist(), np.asarray(values).tolist(), strict=True)
+    ):
+        scores[i] = scorer.score_one(int(t), float(v))
+        scorer.learn_one(int(t), float(v))
+    return scores
 
 
 def process_grouped(

@@ -9,11 +9,12 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
+from detectors import flatline, rate_of_rise, sensor_fault
 from detectors.drift import DriftFromBaseline
 from detectors.flatline import FlatLine
 from detectors.rate_of_rise import RateOfRise
 from detectors.sensor_fault import SensorFault
-from detectors.vectorised import process_grouped
+from detectors.vectorised import process_grouped, process_loop
 
 Basic = RateOfRise | DriftFromBaseline | FlatLine | SensorFault
 
@@ -304,3 +305,32 @@ def test_process_grouped_equals_streaming_each_series_in_time_order() -> None:
 def test_process_grouped_rejects_mismatched_arrays() -> None:
     with pytest.raises(ValueError, match="one length"):
         process_grouped(lambda key: FlatLine(), ["a", "b"], [0, 1], [1.0])
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 8, 9, 20])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: RateOfRise(window_s=60),
+        lambda: FlatLine(),
+        lambda: FlatLine(tolerance=0.5),
+        lambda: SensorFault(0.0, 40.0, max_step_per_s=0.2),
+    ],
+    ids=["rate_of_rise", "flatline", "flatline_tolerance", "sensor_fault"],
+)
+def test_the_numpy_path_is_right_for_short_arrays_too(
+    n: int, make: Callable[[], Basic], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Short arrays normally take the loop; force numpy to check its edges (fewer points
+    # than a window's rows, a state with fewer points than max_points).
+    for module in (rate_of_rise, flatline, sensor_fault):
+        monkeypatch.setattr(module, "_SHORT", 0)
+    ts, values = heat_series(period_s=10, minutes=10, seed=n)
+    values = np.round(values * 2, 0) / 2  # some flat runs
+    reference, numpy_path = make(), make()
+    for scorer in (reference, numpy_path):
+        scorer.process_many(ts[:3], values[:3])
+    expected = process_loop(reference, ts[3 : 3 + n], values[3 : 3 + n])
+    got = numpy_path.process_many(ts[3 : 3 + n], values[3 : 3 + n])
+    np.testing.assert_allclose(got, expected, rtol=1e-9, equal_nan=True)
+    assert numpy_path.state() == reference.state()
