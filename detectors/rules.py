@@ -281,7 +281,7 @@ def message(
         return f"{title}: {rate} ({limit}; now {reading})"
     if kind == "drift":
         baseline = getattr(staged.scorer, "baseline", None)
-        base = "" if baseline is None else f"baseline {_with_unit(float(baseline), unit)}, "
+        base = "" if baseline is None else f"baseline {float(f'{baseline:.4g}'):g} {unit}, "
         pct = f"{change.score:+.0f} %" if active else f"back to {change.score:+.1f} %"
         return f"{title}: {pct} ({limit}; {base}now {reading})"
     if kind == "flatline":

@@ -16,6 +16,7 @@ from alerts.model import AlertClass, Severity
 from gateway.errors import ProfileError
 from gateway.profiles import (
     DEFAULT_PROFILE_DIR,
+    DriftRule,
     Profile,
     ThresholdRule,
     load_profile,
@@ -166,6 +167,8 @@ def test_thresholds_lie_inside_the_valid_range(profiles: dict[str, Profile]) -> 
     """A rule whose threshold the validator would reject as out of range could never fire."""
     for profile in profiles.values():
         for r in profile.rules:
+            if r.type != "threshold":
+                continue  # other types bound a score (°C/min, %, s), not the reading
             spec = profile.metrics[r.metric]
             for stage in (r.prewarning, r.alarm):
                 if stage is not None:
@@ -258,3 +261,70 @@ def test_yaml_syntax_error_names_file_and_line(tmp_path: Path) -> None:
 def test_empty_directory_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ProfileError, match="no device profiles"):
         load_profiles(tmp_path)
+
+
+# --- rule types beyond plain thresholds (issue 3) -----------------------------------------
+
+
+def test_heat_detector_rate_of_rise_is_about_10_c_per_minute(profiles: dict[str, Profile]) -> None:
+    r = rule(profiles["heat_detector"], "temperature_rise")
+    assert r.type == "rate_of_rise" and r.alarm.value == 10  # class R, ~10 °C/min (practice)
+    assert r.hazard == "fire" and r.alarm.severity is Severity.ORANGE  # the device's event is red
+
+
+def test_dust_collector_drift_is_plus_minus_20_percent_of_baseline(
+    profiles: dict[str, Profile],
+) -> None:
+    r = rule(profiles["dust_collector_monitor"], "pressure_drift")
+    assert r.type == "drift" and r.direction == "outside"
+    assert (r.alarm.low, r.alarm.high) == (-20, 20)  # AQ 4273 (std)
+    assert isinstance(r, DriftRule)
+    assert "bag_change" in r.relearn_on  # a bag change records a new baseline
+    assert "bag_change" in profiles["dust_collector_monitor"].events
+
+
+def test_anomaly_rules_are_blue_prewarnings_not_hazard_alarms(profiles: dict[str, Profile]) -> None:
+    anomalies = [(p, r) for p in profiles.values() for r in p.rules if r.type == "anomaly"]
+    assert {(p.name, r.metric) for p, r in anomalies} >= {
+        ("power_meter", "active_power_kw"),
+        ("electrical_fire_monitor", "cable_temp_1_c"),
+    }
+    for _, r in anomalies:
+        assert r.alarm.severity is Severity.BLUE and r.prewarning is None
+        assert r.hazard == "anomaly"
+        assert 0 < r.alarm.value <= 1  # anomaly scores are in [0, 1]
+
+
+def test_sensor_faults_and_flatlines_are_faults(profiles: dict[str, Profile]) -> None:
+    kinds = {"sensor_fault", "flatline"}
+    found = [r for p in profiles.values() for r in p.rules if r.type in kinds]
+    assert {r.type for r in found} == kinds
+    for r in found:
+        assert r.alert_class is AlertClass.FAULT and r.alarm.severity is not Severity.RED
+
+
+@pytest.mark.parametrize(
+    ("change", "where", "reason"),
+    [
+        ({"type": "sideways"}, "rules.0", "sideways"),
+        ({"direction": "outside"}, "rules.0", "outside needs low and high"),
+        ({"clear": {"value": 500}}, "rules.0", "normal side"),
+        ({"schedule": {"hours": "25:00-06:00"}}, "rules.0.schedule.hours", "impossible time"),
+        ({"schedule": {"days": ["someday"]}}, "rules.0.schedule.days.0", "mon"),
+        ({"timezone": "Mars/Olympus"}, "rules.0", "unknown time zone"),
+    ],
+    ids=["type", "outside-band", "clear-side", "hours", "days", "zone"],
+)
+def test_broken_rule_fields_name_the_field(
+    tmp_path: Path, change: dict[str, Any], where: str, reason: str
+) -> None:
+    data = yaml.safe_load(
+        (DEFAULT_PROFILE_DIR / "electrical_fire_monitor.yaml").read_text(encoding="utf-8")
+    )
+    data["rules"][0].update(change)
+    broken = tmp_path / "electrical_fire_monitor.yaml"
+    broken.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(ProfileError) as info:
+        load_profile(broken)
+    message = str(info.value)
+    assert str(broken) in message and where in message and reason in message
