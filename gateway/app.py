@@ -19,6 +19,7 @@ from gateway.api import (
     routes_auth,
     routes_console,
     routes_data,
+    routes_enterprises,
     routes_health,
     routes_incidents,
     routes_metrics,
@@ -67,6 +68,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
         routes_admin.router,
         routes_alerts.router,
         routes_registry.router,
+        routes_enterprises.router,
         routes_data.router,
         routes_metrics.router,
         # -- routers: silences, incidents --
