@@ -9,12 +9,16 @@ anonymous broker the sheet says no secret is needed.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from gateway.app import create_app
+from gateway.config import load_settings
 from gateway.scope import Role
 from tests.conftest import LiveGateway
 
@@ -169,3 +173,37 @@ async def test_without_a_session_or_csrf_header_nothing_changes(
     forged = await acme.client.post("/api/portal/devices", json=body)  # no X-CSRF-Token
     assert forged.status_code == 403
     assert town.gateway.registry.devices() == []
+
+
+PORTAL_JS = Path(__file__).resolve().parent.parent / "gateway" / "console" / "portal.js"
+
+
+def _called_paths(source: str) -> set[str]:
+    """The API paths portal.js calls, ``{x}`` for each id it fills in."""
+    found = set()
+    for literal in re.findall(r"['`](/api/[^'`]*)['`]", source):
+        path = re.sub(r"\$\{[^}]*\}", "{x}", literal.split("?")[0])
+        found.add(path + "{x}" if path.endswith("/") else path)
+    return found
+
+
+def test_every_api_path_the_portal_page_calls_exists(tmp_path: Path) -> None:
+    """A renamed or removed route would leave a portal view silently empty."""
+    schema = create_app(load_settings(data_dir=tmp_path)).openapi()
+    routes = [re.sub(r"\{[^}]+\}", "{x}", p) for p in schema["paths"]]
+    called = _called_paths(PORTAL_JS.read_text(encoding="utf-8"))
+    assert len(called) >= 12
+    assert sorted(called - set(routes)) == []
+
+
+def test_every_portal_label_exists_in_both_languages() -> None:
+    source = PORTAL_JS.read_text(encoding="utf-8")
+    zh = source[source.index("  zh: {") : source.index("  en: {")]
+    en = source[source.index("  en: {") : source.index("});")]
+
+    def keys(block: str) -> set[str]:
+        return set(re.findall(r"\b(p_[a-z0-9_]+):", block))
+
+    assert keys(zh) == keys(en)
+    used = set(re.findall(r"t\('(p_[a-z0-9_]*[a-z0-9])'", source))
+    assert used and used <= keys(zh)
