@@ -276,6 +276,15 @@ class Registry:
             ids.sort()
         self._relations = index
 
+    def _index_device(self, device: Device) -> None:
+        """Add one new device to the relation index (bulk registration stays linear)."""
+        for kind in RELATION_KINDS:
+            tag = getattr(device, kind)
+            if tag:
+                ids = self._relations.setdefault((device.site_id, kind, tag), [])
+                ids.append(device.id)
+                ids.sort()
+
     def _added(self, device: Device) -> None:
         for callback in self.on_add:
             callback(device)
@@ -447,8 +456,8 @@ class Registry:
         if secret_hash is not None:
             self._access[device.id] = DeviceAccess(device.id, secret_issued_ms=ts)
         if new:
+            self._index_device(device)
             self._added(device)
-        self._index_relations()
         return device
 
     async def set_relations(
