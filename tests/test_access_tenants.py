@@ -127,7 +127,7 @@ async def test_another_enterprises_objects_answer_404_like_missing_ones(
                 other,
                 fake,
             )
-        metric = {"metric": "smoke_obscuration_pct", "start_ms": 0}
+        metric: dict[str, str | int] = {"metric": "smoke_obscuration_pct", "start_ms": 0}
         own_readings = await me.get("/api/telemetry", params={"device_id": mine.device, **metric})
         assert own_readings.status_code == 200 and len(own_readings.json()) == 1
         _same_404(
