@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -200,6 +201,88 @@ class RateOfRise:
         scores[ok] = self._score_rows(rows_ts, rows_vs, valid)
         self._ts = all_ts[-k:].tolist()
         self._values = all_vs[-k:].tolist()
+        return scores
+
+    @classmethod
+    def process_groups(
+        cls,
+        scorers: Sequence[RateOfRise],
+        ts_ms: Timestamps,
+        values: Floats,
+        bounds: npt.NDArray[np.intp],
+    ) -> Floats | None:
+        """``process_many`` of many series in one numpy pass; None if it does not apply.
+
+        Point ``i`` belongs to ``scorers[g]`` for ``bounds[g] <= i < bounds[g + 1]``.
+        With 10,000 series of 100 points, one call per series spends most of its
+        time in numpy's per-call overhead; here every series' windows go through
+        one kernel. Scorers with different parameters (or the same scorer twice)
+        are left to the caller's per-series loop.
+        """
+        if not scorers:
+            return None
+        first = scorers[0]
+        params = (first._window_ms, first._min_points, first._max_points)
+        if len({id(s) for s in scorers}) != len(scorers) or any(
+            (s._window_ms, s._min_points, s._max_points) != params for s in scorers
+        ):
+            return None
+        ts = np.asarray(ts_ms, dtype=np.int64)
+        vs = np.asarray(values, dtype=np.float64)
+        n, groups, k = len(ts), len(scorers), first._max_points
+        lengths = np.diff(bounds)
+        gid = np.repeat(np.arange(groups), lengths)
+        finite = np.isfinite(vs)
+        last = np.array([s._ts[-1] if s._ts else _NEVER for s in scorers], dtype=np.int64)
+        # The newest finite timestamp before each point within its series, by one
+        # running max over keys that put each series above all earlier ones.
+        real = np.concatenate((ts[finite], last[last != _NEVER]))
+        low = int(real.min()) if len(real) else 0
+        span = int(real.max()) - low + 2 if len(real) else 2
+        if span >= (1 << 62) // groups:
+            return None
+        base = gid.astype(np.int64) * span
+        key = base + np.where(finite, ts - low + 1, 0)
+        before = np.empty(n, dtype=np.int64)
+        before[1:] = np.maximum.accumulate(key)[:-1]
+        before[bounds[:-1][lengths > 0]] = base[bounds[:-1][lengths > 0]]
+        newest = np.where(before - base >= 1, before - base - 1 + low, _NEVER)
+        ok = finite & (ts > np.maximum(newest, last[gid]))
+        scores = np.full(n, np.nan)
+        if not ok.any():
+            return scores
+        # Each series' segment: its kept points, then its newly learnt ones.
+        kept = np.array([len(s._ts) for s in scorers], dtype=np.int64)
+        learnt = np.flatnonzero(ok)
+        learnt_per = np.bincount(gid[learnt], minlength=groups)
+        size = kept + learnt_per
+        seg_start = np.concatenate(([0], np.cumsum(size)[:-1]))
+        all_ts = np.empty(int(size.sum()), dtype=np.int64)
+        all_vs = np.empty(len(all_ts), dtype=np.float64)
+        kept_first = np.concatenate(([0], np.cumsum(kept)[:-1]))
+        kept_pos = np.repeat(seg_start - kept_first, kept) + np.arange(int(kept.sum()))
+        all_ts[kept_pos] = [t for s in scorers for t in s._ts]
+        all_vs[kept_pos] = [v for s in scorers for v in s._values]
+        g = gid[learnt]
+        learnt_first = np.concatenate(([0], np.cumsum(learnt_per)[:-1]))
+        pos = seg_start[g] + kept[g] + np.arange(len(learnt)) - learnt_first[g]
+        all_ts[pos], all_vs[pos] = ts[learnt], vs[learnt]
+        # Windows of k points ending at each learnt point, not reaching into the series before.
+        padded_ts = np.concatenate((np.full(k - 1, all_ts[0]), all_ts))
+        padded_vs = np.concatenate((np.zeros(k - 1), all_vs))
+        rows_ts = sliding_window_view(padded_ts, k)[pos]
+        rows_vs = sliding_window_view(padded_vs, k)[pos]
+        position = pos[:, None] + np.arange(1 - k, 1)[None, :]
+        valid = (position >= seg_start[g][:, None]) & (
+            rows_ts >= (all_ts[pos] - first._window_ms)[:, None]
+        )
+        scores[learnt] = first._score_rows(rows_ts, rows_vs, valid)
+        ts_list, vs_list = all_ts.tolist(), all_vs.tolist()
+        for scorer, start, end in zip(
+            scorers, seg_start.tolist(), (seg_start + size).tolist(), strict=True
+        ):
+            scorer._ts = ts_list[max(start, end - k) : end]
+            scorer._values = vs_list[max(start, end - k) : end]
         return scores
 
     def _score_rows(

@@ -59,9 +59,12 @@ def process_grouped(
     Points are stably sorted by series and then by time, so within a series they
     are processed in time order (a history file or a late batch is not
     delivery order; points with equal timestamps keep their input order).
-    ``make(key)`` is called once per series, in sorted key order, and returns
-    the scorer to feed: a fresh one for a backtest, or the live one from a bank
-    so its state moves on.
+    ``make(key)`` is called once per series, in sorted key order, before any
+    point is processed, and returns the scorer to feed: a fresh one for a
+    backtest, or the live one from a bank so its state moves on. When every
+    scorer is of one class that has a ``process_groups`` classmethod, all series
+    go through it in one numpy pass (the same scores and states); otherwise each
+    series is one ``process_many`` call.
 
     Examples
     --------
@@ -96,9 +99,17 @@ def process_grouped(
     sorted_keys = keys[order]
     edges = np.flatnonzero(sorted_keys[1:] != sorted_keys[:-1]) + 1
     bounds = np.concatenate(([0], edges, [len(order)]))
-    for lo, hi in itertools.pairwise(bounds):
+    scorers = [make(str(sorted_keys[lo])) for lo in bounds[:-1]]
+    # A scorer class may process all series in one pass (``RateOfRise.process_groups``).
+    batched = getattr(type(scorers[0]), "process_groups", None)
+    if batched is not None and all(type(s) is type(scorers[0]) for s in scorers):
+        together = batched(scorers, ts[order], vs[order], bounds)
+        if together is not None:
+            scores[order] = together
+            return scores
+    for scorer, (lo, hi) in zip(scorers, itertools.pairwise(bounds), strict=True):
         group = order[lo:hi]
-        result = make(str(sorted_keys[lo])).process_many(ts[group], vs[group])
+        result = scorer.process_many(ts[group], vs[group])
         if result.shape != group.shape:
             raise ValueError(
                 f"process_many returned {result.shape[0]} scores for {len(group)} points"

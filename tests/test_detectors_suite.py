@@ -276,26 +276,39 @@ def test_state_survives_a_restart_mid_series(
 # -- many series at once -----------------------------------------------------------------------
 
 
-def test_process_grouped_equals_streaming_each_series_in_time_order() -> None:
+@pytest.mark.parametrize("mixed", [False, True], ids=["one_pass", "per_series"])
+def test_process_grouped_equals_streaming_each_series_in_time_order(mixed: bool) -> None:
+    # Live scorers with history, readings out of order across series, repeats, a NaN;
+    # mixed windows cannot share one pass and go series by series.
     rng = np.random.default_rng(8)
     n = 3_000
     keys = np.array([f"dev-{i}/cable_temp_1" for i in rng.integers(0, 40, size=n)])
-    ts = T0 + rng.integers(0, 3_600_000, size=n).astype(np.int64)
+    ts = T0 + (rng.integers(0, 3_600_000, size=n) // 5_000 * 5_000).astype(np.int64)
     values = np.round(30.0 + rng.normal(0, 2, size=n).cumsum() / 10, 1)
+    values[rng.integers(0, n, size=20)] = np.nan
+
+    def fresh(key: str) -> RateOfRise:
+        number = int(key.split("/")[0].removeprefix("dev-"))
+        scorer = RateOfRise(window_s=300 + (60 * number if mixed else 0), min_points=4)
+        for i in range(number % 5):  # some history before the batch
+            scorer.learn_one(T0 - 60_000 + i * 10_000, 29.0 + i)
+        return scorer
+
     made: dict[str, RateOfRise] = {}
 
     def make(key: str) -> RateOfRise:
         assert key not in made  # one call per series
-        made[key] = RateOfRise(window_s=600)
+        made[key] = fresh(key)
         return made[key]
 
     scores = process_grouped(make, keys, ts, values)
 
     assert len(made) == len(set(keys.tolist()))
+    assert np.isfinite(scores).sum() > n // 2
     for key in made:
         rows = np.flatnonzero(keys == key)
         rows = rows[np.argsort(ts[rows], kind="stable")]
-        reference = RateOfRise(window_s=600)
+        reference = fresh(key)
         np.testing.assert_allclose(
             scores[rows], stream(reference, ts[rows], values[rows]), rtol=1e-9, equal_nan=True
         )
