@@ -219,3 +219,42 @@ def test_process_many_equals_the_streaming_loop(
     assert got.shape == (len(ts) - warm,)
     np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9, equal_nan=True)
     assert _roundtrip(vectorised.state()) == _roundtrip(streaming.state())
+
+
+def _process_groups_instances() -> Iterator[object]:
+    for cls in SCORERS:
+        if hasattr(cls, "process_groups"):
+            params = cls._contract_params() if hasattr(cls, "_contract_params") else [{}]
+            for kwargs in params:
+                yield pytest.param(cls, kwargs, id=f"{cls.__name__}({kwargs})")
+
+
+@pytest.mark.parametrize(("cls", "kwargs"), list(_process_groups_instances()))
+def test_process_groups_equals_one_process_many_per_series(
+    cls: type, kwargs: dict[str, object]
+) -> None:
+    """A class's all-series-at-once path gives each series what its own ``process_many`` does."""
+    ts, values = _irregular(seed=4, n=900)
+    keys = np.array([f"s{i % 7}" for i in range(len(ts))])
+    alone: dict[str, Scorer] = {}
+    together: dict[str, Scorer] = {}
+    for key in sorted(set(keys.tolist())):
+        for scorers in (alone, together):
+            scorers[key] = cls(**kwargs)
+            mine = keys == key
+            for t, v in zip(ts[mine][:20], values[mine][:20], strict=True):
+                scorers[key].learn_one(int(t), float(v))
+    rest = np.concatenate([np.flatnonzero(keys == key)[20:] for key in sorted(together)])
+    bounds = np.concatenate(([0], np.cumsum([np.sum(keys[rest] == k) for k in sorted(together)])))
+    got = cls.process_groups(  # type: ignore[attr-defined]
+        [together[k] for k in sorted(together)], ts[rest], values[rest], bounds
+    )
+    expected = np.concatenate(
+        [
+            alone[key].process_many(ts[keys == key][20:], values[keys == key][20:])  # type: ignore[attr-defined]
+            for key in sorted(alone)
+        ]
+    )
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9, equal_nan=True)
+    for key in alone:
+        assert _roundtrip(together[key].state()) == _roundtrip(alone[key].state())
