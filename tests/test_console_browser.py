@@ -488,15 +488,20 @@ async def test_filters_incidents_phone_and_english(users: LiveGateway, page: Pag
 
 async def test_community_officer_sees_only_their_village(users: LiveGateway, page: Page) -> None:
     live = users
+    await open_board(page, live, COMMUNITY[0])
+    await expect(page.locator("#user")).to_contain_text("社区网格员")
     async with simulation(live, town_scenario()) as run:
         await sleep_until(run.at_ms(FIRE_AT_S))
         alerts = await open_alerts(live, 3)
-        await open_board(page, live, COMMUNITY[0])
-        await expect(page.locator("#user")).to_contain_text("社区网格员")
+        # All three were raised while the board was live: the stream carried only the one in
+        # the officer's village (give the others time to arrive, if they were coming).
+        await expect(hazard_rows(page)).to_have_count(1)
+        await page.wait_for_timeout(1_000)
         await expect(hazard_rows(page)).to_have_count(1)
         await expect(hazard_rows(page).first).to_contain_text("陂头村建设路出租屋")
         await expect(fault_rows(page)).to_have_count(0)
         await expect(page.locator("#incidents .incident-list li")).to_have_count(1)
+        await expect(page.locator("#count-orange")).to_have_text("0")
         options = await page.locator("#filters select[name=village] option").all_text_contents()
         assert options[1:] == ["陂头村"]
 
@@ -528,6 +533,13 @@ async def test_enterprise_user_cannot_open_another_enterprises_alert(
         await page.goto(f"{live.base_url}/alert.html?id={own['id']}")
         await expect(page.locator("#a-title")).to_have_text("设备离线")
         await expect(page.locator("#site-facts")).to_contain_text("长城社区五金店")
+        # The shop may acknowledge its own alert; closing and the rest are the office's.
+        await expect(page.locator("#act-ack")).to_be_visible()
+        for action in ("close", "silence", "escalate", "rectify"):
+            await expect(page.locator(f"#act-{action}")).to_be_hidden()
+        await page.locator("#act-ack").click()
+        await expect(page.locator("#a-state")).to_contain_text("已确认")
+        await expect(page.locator("#history tbody tr").last).to_contain_text(ENTERPRISE[0])
         # ...the fuel station's gas alarm does not, and nothing of it leaks onto the page.
         gas = by_device(alerts, "xw3-gas")
         await page.goto(f"{live.base_url}/alert.html?id={gas['id']}")

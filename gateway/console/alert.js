@@ -8,7 +8,7 @@ import { timeChart } from './chart.js';
 
 const ID = Number(new URLSearchParams(location.search).get('id'));
 const RANGES = [['30m', 30 * 60e3], ['2h', 2 * 3600e3], ['12h', 12 * 3600e3]];
-const S = { ctx: null, metric: null, range: RANGES[0][1], history: [], notifications: [], policies: null };
+const S = { who: null, ctx: null, metric: null, range: RANGES[0][1], history: [], notifications: [], policies: null };
 
 const a = () => S.ctx.alert;
 const isOpen = () => a().state !== 'closed';
@@ -41,10 +41,14 @@ function renderSummary() {
   $('#a-flags').replaceChildren(...[
     x.muted ? el('span', { class: 'flag', text: t('muted') }) : null,
     x.flapping ? el('span', { class: 'flag', text: t('flapping') }) : null].filter(Boolean));
+  // An enterprise user may acknowledge their own alerts; closing, silencing, the escalation
+  // chain and listing a hazard are the office's (the API says 403 to them anyway).
+  const staff = S.who && S.who.role !== 'enterprise';
   $('#act-ack').hidden = x.acknowledged || !isOpen();
-  $('#act-close').hidden = !isOpen();
-  $('#act-silence').hidden = !isOpen();
-  $('#act-escalate').hidden = !isOpen();
+  $('#act-close').hidden = !isOpen() || !staff;
+  $('#act-silence').hidden = !isOpen() || !staff;
+  $('#act-escalate').hidden = !isOpen() || !staff;
+  $('#act-rectify').hidden = !staff;
 }
 function renderFacts() {
   const x = a(), site = S.ctx.site, dev = S.ctx.device;
@@ -233,7 +237,7 @@ rectifyD.form.addEventListener('submit', async (e) => {
 // ---------- start ----------
 async function start() {
   applyI18n();
-  await topBar({ active: '' });
+  S.who = await topBar({ active: '' });
   if (!Number.isInteger(ID) || ID < 1) { showNotFound(); return; }
   await refresh();
   if (!S.ctx) return;

@@ -223,6 +223,7 @@ function rowFor(a) {
   return tr;
 }
 function render() {
+  fillFilterOptions();   // a village or industry first seen in an alert joins the choices
   const f = filters(), filtered = Object.values(f).some(Boolean);
   const groups = { hazards: [], faults: [] };
   const shown = [...S.alerts.values()].filter((a) => matches(a, f));

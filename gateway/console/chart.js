@@ -47,6 +47,13 @@ export function timeChart(container, { label, timeLabel = '', unit = '', points,
     return null;
   }
   const xs = points.map((p) => p.ts_ms);
+  // A range that starts long before the first reading (a new device) would squeeze every point
+  // against the right edge: start shortly before the first reading (or marker) instead.
+  if (range) {
+    const first = Math.min(xs[0], ...markers.map((m) => m.ms));
+    const pad = Math.max(60e3, (range[1] - first) * 0.05);
+    if (first - pad > range[0]) range = [first - pad, range[1]];
+  }
   const data = [xs, points.map((p) => p.value), ...lines.map((l) => xs.map(() => l.value))];
   const series = [
     { label: timeLabel, value: (u, v) => (v == null ? '' : fmtTime(v)) },
@@ -92,7 +99,7 @@ export function timeChart(container, { label, timeLabel = '', unit = '', points,
 }
 
 /** Grouped bars: one group per category, one bar per series [{label, values, color}]. */
-export function barChart(container, { categories, series, height = 300, percent = false }) {
+export function barChart(container, { categories, series, height = 300, percent = false, groupLabel = '' }) {
   reset(container);
   container.classList.add('chart');
   container.dataset.points = String(categories.length);
@@ -103,7 +110,7 @@ export function barChart(container, { categories, series, height = 300, percent 
   const opts = {
     ...sizeOf(container, height),
     series: [
-      { value: (u, i) => (i == null ? '' : categories[i] ?? '') },
+      { label: groupLabel, value: (u, i) => (i == null ? '' : categories[i] ?? '') },
       ...series.map((s, k) => ({
         label: s.label, stroke: s.color || PALETTE[k], fill: (s.color || PALETTE[k]) + 'cc', width: 1,
         // Bar k of each group starts at i - 0.4 + k·w and is w wide (x-scale units).

@@ -32,12 +32,12 @@ function render() {
   const groups = r.groups.map((g) => ({ ...g, label: label(g.key) }));
   $('#period').textContent = `${r.since.slice(0, 16).replace('T', ' ')} — ${r.until.slice(0, 16).replace('T', ' ')} (${r.timezone})`;
   barChart($('#chart-alerts'), {
-    categories: groups.map((g) => g.label),
+    groupLabel: t('s_group'), categories: groups.map((g) => g.label),
     series: [{ label: t('s_hazard'), values: groups.map((g) => g.alerts_by_class.hazard ?? 0), color: '#e53935' },
       { label: t('s_fault'), values: groups.map((g) => g.alerts_by_class.fault ?? 0), color: '#90a4ae' }],
   });
   barChart($('#chart-false'), {
-    categories: groups.map((g) => g.label), percent: true,
+    groupLabel: t('s_group'), categories: groups.map((g) => g.label), percent: true,
     series: [{ label: t('s_false_rate'), values: groups.map((g) => g.false_alarm_rate), color: PALETTE[1] }],
   });
   const table = $('#stats-table');
