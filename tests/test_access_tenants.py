@@ -292,3 +292,18 @@ async def _smoke_alarm_on(live: LiveGateway, device: str) -> int:
         return int(fresh[0]) if fresh else None
 
     return await eventually(new_alert)
+
+
+async def test_an_open_stream_ends_with_its_session(live: LiveGateway) -> None:
+    mine, _ = await _setup(live)
+    async with _logged_in(live) as me, me.stream("GET", "/api/alerts/stream") as stream:
+        events = _events(stream)
+        assert (await anext(events))[0] == "ready"
+        assert (await me.post("/api/auth/logout")).status_code == 204
+        fire = await _smoke_alarm_on(live, mine.device)
+
+        async def rest() -> list[int]:
+            return [body["alert"]["id"] async for kind, body in events if kind == "alert"]
+
+        after_logout = await asyncio.wait_for(rest(), 15)  # the stream ends by itself
+    assert fire not in after_logout

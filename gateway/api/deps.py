@@ -92,6 +92,19 @@ async def require_principal(
 
 
 PrincipalDep = Annotated[Principal, Depends(require_principal)]
+
+
+async def still_authorized(request: Request, gateway: Gateway) -> bool:
+    """Whether the request's credentials still hold (for a long-lived SSE stream).
+
+    A stream outlives the check made when it opened: after a logout, a disabled user,
+    a changed password or a replaced token it must stop rather than go on talking.
+    """
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token:
+        return await gateway.tokens.authenticate(token) is not None
+    return await current_session(request, gateway) is not None
 #: The SSE stream is authorized like every route (the cookie, or a bearer header).
 StreamPrincipalDep = PrincipalDep
 

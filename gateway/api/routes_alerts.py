@@ -22,6 +22,7 @@ from gateway.api.deps import (
     StreamPrincipalDep,
     alert_visible,
     narrow,
+    still_authorized,
     visible_alert,
     visible_site_ids,
 )
@@ -73,7 +74,9 @@ async def stream(
 
     Only changes of alerts the caller may see are sent. Authorized by the session
     cookie (a same-origin ``EventSource`` sends it) or a bearer header; never by a
-    token in the URL, which would end up in access logs.
+    token in the URL, which would end up in access logs. The credentials are checked
+    again before each event, so a stream ends with its session (logout, disabled
+    user, new password) or its token.
     """
 
     async def events() -> AsyncIterator[dict[str, Any]]:
@@ -84,6 +87,8 @@ async def stream(
                     break
                 if not alert_visible(gateway, who, change.alert):
                     continue
+                if not await still_authorized(request, gateway):
+                    break
                 body = {
                     "kind": change.kind,
                     "alert": AlertOut.of(change.alert, gateway).model_dump(mode="json"),
