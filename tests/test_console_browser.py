@@ -36,7 +36,7 @@ from gateway.scope import Role
 from simulator.runner import SimulationReport, Simulator
 from simulator.scenario import Scenario, parse_scenario
 from tests.browser import chromium, login, publish, screenshot
-from tests.conftest import LiveGateway, eventually
+from tests.conftest import TOKEN, LiveGateway, eventually
 from tests.test_end_to_end import register_scenario
 
 #: The issue's acceptance criterion: the alert is on the board within 2 s of the publish.
@@ -291,6 +291,12 @@ async def test_login_sends_each_role_to_its_page_and_refuses_a_wrong_password(
     await page.wait_for_url(f"{live.base_url}/login.html")
     await page.goto(f"{live.base_url}/")
     await page.wait_for_url(f"{live.base_url}/login.html")
+
+    # A link with an API token in it (an old bookmark, the demo's printout) does not sign
+    # anyone in, and the token leaves the address at once (not carried on into ?next=).
+    await page.goto(f"{live.base_url}/#token={TOKEN}")
+    await page.wait_for_url(f"{live.base_url}/login.html")
+    assert TOKEN not in page.url
 
     # ?next= never leads off the site.
     await page.goto(f"{live.base_url}/login.html?next=//evil.example/")

@@ -15,6 +15,18 @@ export const PORTAL_PAGE = '/portal.html';
 const LANG_KEY = 'ewg.lang';
 const UNSAFE = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
+// An old bookmark or the demo's printed link may carry an API token in the fragment
+// (``/#token=…``). The pages sign in by session only: take the token out of the address bar
+// and the history at once, so it never reaches a ``?next=`` address, a screenshot or a log.
+{
+  const h = new URLSearchParams(location.hash.slice(1));
+  if (h.has('token')) {
+    h.delete('token');
+    const rest = h.toString();
+    history.replaceState(null, '', location.pathname + location.search + (rest ? '#' + rest : ''));
+  }
+}
+
 // ---------- DOM ----------
 export const $ = (sel, root = document) => root.querySelector(sel);
 export const $$ = (sel, root = document) => [...root.querySelectorAll(sel)];
