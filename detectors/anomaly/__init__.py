@@ -14,7 +14,7 @@ True
 >>> make_anomaly("nope")
 Traceback (most recent call last):
 ...
-ValueError: unknown anomaly method 'nope'; known: cusum, robust_ewma, seasonal
+ValueError: unknown anomaly method 'nope'; known: cusum, robust_ewma, seasonal, seasonal_cusum
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from collections.abc import Callable
 from detectors.anomaly.cusum import Cusum
 from detectors.anomaly.ewma import RobustEWMA
 from detectors.anomaly.seasonal import SeasonalBaseline
+from detectors.anomaly.seasonal_cusum import SeasonalCusum
 from detectors.base import Scorer
 
 #: Method name -> constructor (keyword parameters only, all numbers).
@@ -32,21 +33,34 @@ METHODS: dict[str, Callable[..., Scorer]] = {
     "robust_ewma": RobustEWMA,
     "seasonal": SeasonalBaseline,
     "cusum": Cusum,
+    "seasonal_cusum": SeasonalCusum,
 }
 
 #: The method a ``type: anomaly`` rule gets when it names none.
-DEFAULT_METHOD: str = "robust_ewma"
+DEFAULT_METHOD: str = "seasonal_cusum"
 
 #: Staged parameters for anomaly rules: what the evaluation found raises alerts
 #: only on sustained or extreme anomalies. Keys are :class:`~detectors.staged.Staged`
 #: keyword arguments.
 RECOMMENDED_STAGES: dict[str, float | int] = {
-    "prewarning": 0.9,
-    "alarm": 0.99,
-    "delay_samples": 2,
+    "prewarning": 0.99,
+    "alarm": 0.999,
+    "delay_samples": 1,
     "delay_s": 0,
     "hysteresis": 0.2,
 }
+
+
+def _parameters(factory: Callable[..., Scorer]) -> set[str]:
+    """Keyword parameters ``factory`` accepts, following ``**kwargs`` up to its bases."""
+    inits = [vars(c)["__init__"] for c in getattr(factory, "__mro__", ()) if "__init__" in vars(c)]
+    names: set[str] = set()
+    for init in inits or [factory]:
+        params = inspect.signature(init).parameters.values()
+        names |= {p.name for p in params if p.kind is p.KEYWORD_ONLY}
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    return names
 
 
 def make_anomaly(method: str = DEFAULT_METHOD, **params: float | str) -> Scorer:
@@ -56,7 +70,7 @@ def make_anomaly(method: str = DEFAULT_METHOD, **params: float | str) -> Scorer:
     except KeyError:
         known = ", ".join(sorted(METHODS))
         raise ValueError(f"unknown anomaly method {method!r}; known: {known}") from None
-    accepted = set(inspect.signature(factory).parameters)
+    accepted = _parameters(factory)
     unknown = sorted(set(params) - accepted)
     if unknown:
         raise ValueError(
@@ -73,5 +87,6 @@ __all__ = [
     "Cusum",
     "RobustEWMA",
     "SeasonalBaseline",
+    "SeasonalCusum",
     "make_anomaly",
 ]

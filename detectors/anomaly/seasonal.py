@@ -4,10 +4,11 @@ An enterprise's load is high during the shift and low at night; a cable's
 temperature follows it. A detector without a notion of time of day has to learn
 a spread wide enough to cover the whole day, and then misses a night-time load
 that would be normal at noon (the very sign of production during an ordered
-shutdown). This candidate predicts each point as ``level + profile[bucket]``:
+shutdown). This candidate predicts each point as ``level + profile(time of day)``:
 
-* ``profile`` is learnt per time-of-day bucket in the site's time zone, with a
-  memory of ``season_days`` days, so the daily shape is learnt once and kept;
+* ``profile`` is learnt per time-of-day bucket in the site's time zone and
+  interpolated linearly between bucket centres (a load ramping up at 08:00 is
+  not one hour-long step), with a memory of ``season_days`` days;
 * ``level`` is a short-term EWMA (``tau_level_s``) of what the profile does not
   explain, so a step or a slow change of the whole day becomes the new normal
   within hours, while the profile follows over days (additive Holt-Winters);
@@ -16,10 +17,15 @@ shutdown). This candidate predicts each point as ``level + profile[bucket]``:
 * the spread is learnt per bucket (the noise of a working day is larger than at
   night) with a floor at half the overall spread.
 
-All weights come from the time since the previous point, so the memory is a span
-of time whatever the sampling rate, and a gap of a day is just a long dt: the
-profile does not decay with time away, and the first points after the gap are
-compared with the same hour of the days before.
+A point's weight is ``dt / (dt + tau)`` with ``dt`` the time since the previous
+point, capped at ``max_dt_s``: the memory is a span of time whatever the sampling
+rate, a repeated timestamp adds nothing, and the first point after a day-long
+gap counts as one point, not as a day (the profile does not decay while the
+device is away, and the points after the gap are compared with the same hour of
+the days before). The weight is a ratio rather than ``1 - exp(-dt / tau)``
+because division rounds the same in numpy and in Python, which lets
+:meth:`SeasonalBaseline.process_many` compute every weight as one array and
+still leave exactly the state the streaming path does.
 """
 
 from __future__ import annotations
@@ -40,14 +46,16 @@ from detectors.anomaly._common import (
 )
 from detectors.base import Floats, Timestamps
 
+_LN10 = math.log(10.0)
+
 
 class SeasonalBaseline:
-    """Per-bucket daily profile + short-term level, robust spread, time-weighted.
+    """Interpolated daily profile + short-term level, robust spread, time-weighted.
 
     Parameters
     ----------
     buckets
-        Time-of-day buckets per day (24: hourly).
+        Time-of-day buckets per day (24: hourly centres at hh:30).
     tz
         IANA time zone of the site; buckets are local time of day.
     tau_level_s
@@ -56,41 +64,54 @@ class SeasonalBaseline:
         Memory of the daily profile, in days.
     spread_tau_s
         Time constant of the overall spread, in seconds.
+    max_dt_s
+        A point counts for at most this much time (see the module docstring).
     clip
         Residuals are clipped to this many spreads before they are learnt.
     warmup
         Points learnt before the first non-zero score.
     min_visits
-        A bucket scores only after it has been visited this many times.
+        A time of day scores only after both buckets around it have been
+        visited this many times.
     min_spread, rel_spread, z_scale
         As for :class:`~detectors.anomaly.ewma.RobustEWMA`.
 
     Examples
     --------
-    Two days of a load that is 100 kW from 08:00 to 18:00 and 20 kW otherwise
-    (Shanghai time), every 15 minutes; then a night-time 100 kW (production
-    when there should be none) and a daytime 100 kW:
+    Four and a half days of a load that ramps from 20 kW to 100 kW at 08:00 and
+    back at 18:00 (Shanghai time), every 15 minutes, starting at midnight; then,
+    at noon, the usual 100 kW, a load gone missing, and full load at 01:00:
 
-    >>> day = 86_400_000
-    >>> det = SeasonalBaseline(warmup=8)
-    >>> def load(ts):
-    ...     hour = (ts // 3_600_000 + 8) % 24
-    ...     return (100.0 if 8 <= hour < 18 else 20.0) + (ts // 900_000 % 3 - 1)
-    >>> for ts in range(0, 3 * day, 900_000):
-    ...     det.learn_one(ts, load(ts))
-    >>> night, noon = 3 * day + 17 * 3_600_000, 3 * day + 4 * 3_600_000
-    >>> round(det.score_one(night, 100.0), 3), round(det.score_one(noon, 100.0), 3)
-    (1.0, 0.005)
+    >>> import numpy as np
+    >>> t0, hour_ms = 1_772_380_800_000, 3_600_000  # 2026-03-02 00:00 in Shanghai
+    >>> ts = t0 + np.arange(0, 108 * hour_ms, 900_000)
+    >>> hour = (ts - t0) % (24 * hour_ms) / hour_ms
+    >>> shift = 1 / (1 + np.exp(-(hour - 8) / 0.3)) - 1 / (1 + np.exp(-(hour - 18) / 0.3))
+    >>> rng = np.random.default_rng(1)
+    >>> det = SeasonalBaseline()
+    >>> _ = det.process_many(ts, 20 + 80 * shift + rng.normal(0, 1, len(ts)))
+    >>> noon = int(ts[-1]) + 900_000
+    >>> [round(det.score_one(t, kw), 2) for t, kw in
+    ...  [(noon, 100.0), (noon, 20.0), (noon + 13 * hour_ms, 100.0)]]
+    [0.0, 1.0, 1.0]
     """
 
+    #: SeasonalCusum sets this: score and learn the CUSUM of the residuals too.
+    _summed = False
+
     __slots__ = (
+        "_accept",
+        "_allowance",
         "_bucket_ms",
         "_buckets",
         "_clip",
         "_clock",
+        "_down",
         "_gspread",
+        "_h",
         "_last_ts_ms",
         "_level",
+        "_max_dt_ms",
         "_min_spread",
         "_min_visits",
         "_n",
@@ -100,8 +121,10 @@ class SeasonalBaseline:
         "_spread",
         "_spread_tau_ms",
         "_tau_ms",
+        "_up",
         "_visits",
         "_warmup",
+        "_z_cap",
         "_z_scale",
     )
 
@@ -113,6 +136,7 @@ class SeasonalBaseline:
         tau_level_s: float = 3 * 3600.0,
         season_days: float = 7.0,
         spread_tau_s: float = 24 * 3600.0,
+        max_dt_s: float = 3600.0,
         clip: float = 3.0,
         warmup: float = 16,
         min_visits: float = 2,
@@ -121,8 +145,8 @@ class SeasonalBaseline:
         z_scale: float = 2.0,
     ) -> None:
         self._buckets = int(check_positive("buckets", buckets))
-        if DAY_MS % self._buckets:
-            raise ValueError(f"buckets must divide a day in whole milliseconds, got {buckets}")
+        if self._buckets < 2 or DAY_MS % self._buckets:
+            raise ValueError(f"buckets must be >= 2 and divide a day in whole ms, got {buckets}")
         self._bucket_ms = DAY_MS // self._buckets
         self._clock = LocalClock(tz)
         self._tau_ms = check_positive("tau_level_s", tau_level_s) * 1000.0
@@ -130,6 +154,7 @@ class SeasonalBaseline:
         # "time spent in the bucket" is season_days * bucket_ms.
         self._season_ms = check_positive("season_days", season_days) * self._bucket_ms
         self._spread_tau_ms = check_positive("spread_tau_s", spread_tau_s) * 1000.0
+        self._max_dt_ms = check_positive("max_dt_s", max_dt_s) * 1000.0
         self._clip = check_positive("clip", clip)
         self._warmup = int(check_positive("warmup", warmup))
         self._min_visits = int(check_positive("min_visits", min_visits))
@@ -138,6 +163,10 @@ class SeasonalBaseline:
             raise ValueError(f"rel_spread must be a finite number >= 0, got {rel_spread}")
         self._rel_spread = float(rel_spread)
         self._z_scale = check_positive("z_scale", z_scale)
+        # CUSUM parameters and sums; only used when _summed (SeasonalCusum).
+        self._allowance, self._h, self._z_cap, self._accept = 1.0, 6.0, 4.0, 2.0
+        self._up = 0.0
+        self._down = 0.0
         self._n = 0
         self._last_ts_ms: int | None = None
         self._level = 0.0
@@ -150,22 +179,46 @@ class SeasonalBaseline:
     def _contract_params(cls) -> list[dict[str, object]]:
         return [{}, {"buckets": 48, "tz": "Europe/Berlin", "warmup": 3, "min_visits": 1}]
 
-    def _bucket(self, ts_ms: int) -> int:
-        return self._clock.ms_of_day(ts_ms) // self._bucket_ms
+    # ------------------------------------------------------------------ one point
 
-    def _sigma(self, b: int) -> float:
-        spread = max(self._spread[b], 0.5 * self._gspread)
-        expected = self._level + self._profile[b]
-        return max(spread * MAD_TO_SIGMA, self._min_spread, self._rel_spread * abs(expected))
+    def _where(self, ts_ms: int) -> tuple[int, int, float]:
+        """The buckets either side of ``ts_ms``'s time of day and the weight of the second."""
+        pos = self._clock.ms_of_day(ts_ms) / self._bucket_ms - 0.5
+        if pos < 0:
+            pos += self._buckets
+        b0 = int(pos)
+        b1 = b0 + 1 if b0 + 1 < self._buckets else 0
+        return b0, b1, pos - b0
+
+    def _residual(self, b0: int, b1: int, f: float, value: float) -> tuple[float, float, bool]:
+        """(expected value, spread, warm) at this time of day."""
+        profile, spread = self._profile, self._spread
+        expected = self._level + (profile[b0] + f * (profile[b1] - profile[b0]))
+        sp = max(spread[b0] + f * (spread[b1] - spread[b0]), 0.5 * self._gspread)
+        sigma = max(sp * MAD_TO_SIGMA, self._min_spread, self._rel_spread * abs(expected))
+        mv = self._min_visits
+        warm = self._n >= self._warmup and self._visits[b0] >= mv and self._visits[b1] >= mv
+        return expected, sigma, warm
+
+    def _summed_score(self, z: float, up: float, down: float) -> tuple[float, float, float]:
+        """The sums after a residual of ``z`` spreads, and the score they give."""
+        zc = min(max(z, -self._z_cap), self._z_cap)
+        up = max(0.0, up + zc - self._allowance)
+        down = max(0.0, down - zc - self._allowance)
+        return up, down, -math.expm1(-max(up, down) / self._h * _LN10)
 
     def score_one(self, ts_ms: int, value: float) -> float:
         if math.isnan(value):
             return math.nan
-        b = self._bucket(int(ts_ms))
-        if self._n < self._warmup or self._visits[b] < self._min_visits:
+        b0, b1, f = self._where(int(ts_ms))
+        expected, sigma, warm = self._residual(b0, b1, f, value)
+        if not warm:
             return 0.0
-        z = abs(value - self._level - self._profile[b]) / self._sigma(b)
-        return score_from_z(z, self._z_scale)
+        z = (value - expected) / sigma
+        score = score_from_z(abs(z), self._z_scale)
+        if self._summed:
+            score = max(score, self._summed_score(z, self._up, self._down)[2])
+        return score
 
     def score_many(self, ts_ms: Timestamps, values: Floats) -> Floats:
         return np.array(
@@ -176,59 +229,192 @@ class SeasonalBaseline:
     def learn_one(self, ts_ms: int, value: float) -> None:
         if not math.isfinite(value):
             return
-        ts_ms = int(ts_ms)
-        value = float(value)
-        b = self._bucket(ts_ms)
+        ts_ms, value = int(ts_ms), float(value)
+        b0, b1, f = self._where(ts_ms)
         if self._n == 0 or self._last_ts_ms is None:
             self._n, self._last_ts_ms, self._level = 1, ts_ms, value
-            self._profile[b], self._visits[b] = 0.0, 1
+            self._visits[b0 if f <= 0.5 else b1] = 1
             return
         dt = ts_ms - self._last_ts_ms
         if dt > 0:
             self._last_ts_ms = ts_ms
         else:
             dt = 0
+        dtc = min(float(dt), self._max_dt_ms)
+        expected, sigma, warm = self._residual(b0, b1, f, value)
         n = self._n
         self._n = n + 1
-        visits = self._visits[b]
-        if visits == 0:
-            # The bucket's first point defines its offset from the current level.
-            self._profile[b] = value - self._level
-            self._spread[b] = self._gspread
-            self._visits[b] = 1
+        profile, spread, visits = self._profile, self._spread, self._visits
+        if visits[b0] == 0 or visits[b1] == 0:
+            # A bucket's first point defines its offset from the current level; only
+            # the nearer one counts as a visit, the other's offset is provisional.
+            for bk, near in ((b0, f <= 0.5), (b1, f >= 0.5)):
+                if visits[bk] == 0:
+                    profile[bk], spread[bk] = value - self._level, self._gspread
+                    if near:
+                        visits[bk] = 1
             return
-        a = -math.expm1(-dt / self._tau_ms)
-        w = -math.expm1(-dt / self._season_ms)
-        g = -math.expm1(-dt / self._spread_tau_ms)
-        r = value - self._level - self._profile[b]
+        if self._summed and warm:
+            prof = profile[b0] + f * (profile[b1] - profile[b0])
+            up, down, _ = self._summed_score((value - expected) / sigma, self._up, self._down)
+            if max(up, down) >= self._accept * self._h:
+                # Accepted as the new normal: this point becomes exactly as expected.
+                self._level = value - prof
+                expected = self._level + prof
+                up = down = 0.0
+            self._up, self._down = up, down
+        a = dtc / (dtc + self._tau_ms)
+        w = dtc / (dtc + self._season_ms)
+        g = dtc / (dtc + self._spread_tau_ms)
+        r = value - expected
         ar = abs(r)
-        if n < self._warmup or visits < self._min_visits:
-            w = max(w, 1.0 / (visits + 1))
-            g = max(g, 1.0 / n)
-        else:
-            lim = self._clip * self._sigma(b)
+        if warm:
+            lim = self._clip * sigma
             if ar > lim:
                 ar = lim
                 r = lim if r > 0 else -lim
+        else:
+            g = max(g, 1.0 / n)
+        w = max(w, 1.0 / (min(visits[b0], visits[b1]) + 1))
         self._level += a * r
-        self._profile[b] += w * (r - a * r)
-        self._spread[b] += w * (ar - self._spread[b])
+        e = w * (r - a * r)
+        w0, w1 = w * (1.0 - f), w * f
+        profile[b0] += (1.0 - f) * e
+        profile[b1] += f * e
+        spread[b0] += w0 * (ar - spread[b0])
+        spread[b1] += w1 * (ar - spread[b1])
         self._gspread += g * (ar - self._gspread)
-        self._visits[b] = visits + 1
+        visits[b0] += 1
+        visits[b1] += 1
+
+    # ------------------------------------------------------------------ many points
 
     def process_many(self, ts_ms: Timestamps, values: Floats) -> Floats:
         """Score each point against what was learnt before it, then learn it.
 
-        Buckets interleave and the clip depends on the spread learnt so far, so
-        this is a loop, not a numpy expression.
+        Everything that does not depend on the learnt state (time of day,
+        buckets, elapsed times, weights) is computed as numpy arrays; the
+        recursion itself (buckets interleave, the clip depends on the spread so
+        far, the CUSUM is a max-plus recursion) is one tight loop with the
+        arithmetic of :meth:`score_one` and :meth:`learn_one` inlined, operation
+        for operation, so the scores and the final state are exactly theirs.
         """
-        out = np.empty(len(values), dtype=np.float64)
-        ts_list = np.asarray(ts_ms, dtype=np.int64).tolist()
-        v_list = np.asarray(values, dtype=np.float64).tolist()
-        for i, (t, v) in enumerate(zip(ts_list, v_list, strict=True)):
-            out[i] = self.score_one(t, v)
-            self.learn_one(t, v)
-        return out
+        ts = np.asarray(ts_ms, dtype=np.int64)
+        vs = np.asarray(values, dtype=np.float64)
+        out = np.full(len(vs), np.nan)
+        finite = np.isfinite(vs)
+        if not finite.all():
+            # Non-finite values are never learnt: score them at the state the
+            # finite points before them leave, one run of finite points at a time.
+            idx = np.flatnonzero(~finite)
+            lo = 0
+            for i in idx.tolist():
+                out[lo:i] = self.process_many(ts[lo:i], vs[lo:i])
+                out[i] = self.score_one(int(ts[i]), float(vs[i]))
+                lo = i + 1
+            out[lo:] = self.process_many(ts[lo:], vs[lo:])
+            return out
+        if len(ts) == 0:
+            return out
+        if self._n == 0:
+            out[0] = self.score_one(int(ts[0]), float(vs[0]))
+            self.learn_one(int(ts[0]), float(vs[0]))
+            out[1:] = self.process_many(ts[1:], vs[1:])
+            return out
+        nb = self._buckets
+        pos = self._clock.ms_of_day_many(ts) / self._bucket_ms - 0.5
+        pos = np.where(pos < 0, pos + nb, pos)
+        b0s = pos.astype(np.int64)
+        fs = pos - b0s
+        b1s = np.where(b0s + 1 < nb, b0s + 1, 0)
+        assert self._last_ts_ms is not None
+        prev = np.maximum.accumulate(np.concatenate(([self._last_ts_ms], ts)))
+        dts = np.minimum(np.maximum(ts - prev[:-1], 0).astype(np.float64), self._max_dt_ms)
+        a_s = dts / (dts + self._tau_ms)
+        w_s = dts / (dts + self._season_ms)
+        g_s = dts / (dts + self._spread_tau_ms)
+        self._last_ts_ms = int(prev[-1])
+
+        profile, spread, visits = self._profile, self._spread, self._visits
+        level, gs, n = self._level, self._gspread, self._n
+        up, down = self._up, self._down
+        summed = self._summed
+        warmup, mv, clip, zs = self._warmup, self._min_visits, self._clip, self._z_scale
+        min_sp, rel = self._min_spread, self._rel_spread
+        k, h, zcap, acc_h = self._allowance, self._h, self._z_cap, self._accept * self._h
+        expm1, mad = math.expm1, MAD_TO_SIGMA
+        scores = out.tolist()
+        rows = zip(
+            b0s.tolist(),
+            b1s.tolist(),
+            fs.tolist(),
+            a_s.tolist(),
+            w_s.tolist(),
+            g_s.tolist(),
+            vs.tolist(),
+            strict=True,
+        )
+        for i, (b0, b1, f, a, w, g, x) in enumerate(rows):
+            p0, p1, s0, s1 = profile[b0], profile[b1], spread[b0], spread[b1]
+            prof = p0 + f * (p1 - p0)
+            expected = level + prof
+            sp = max(s0 + f * (s1 - s0), 0.5 * gs)
+            sigma = max(sp * mad, min_sp, rel * abs(expected))
+            v0, v1 = visits[b0], visits[b1]
+            warm = n >= warmup and v0 >= mv and v1 >= mv
+            if warm:
+                z = (x - expected) / sigma
+                q = abs(z) / zs
+                score = -expm1(-0.5 * q * q)
+                if summed:
+                    zc = min(max(z, -zcap), zcap)
+                    nup = max(0.0, up + zc - k)
+                    ndown = max(0.0, down - zc - k)
+                    score = max(score, -expm1(-max(nup, ndown) / h * _LN10))
+                scores[i] = score
+            else:
+                scores[i] = 0.0
+            n_before = n
+            n += 1
+            if v0 == 0 or v1 == 0:
+                if v0 == 0:
+                    profile[b0], spread[b0] = x - level, gs
+                    if f <= 0.5:
+                        visits[b0] = 1
+                if v1 == 0:
+                    profile[b1], spread[b1] = x - level, gs
+                    if f >= 0.5:
+                        visits[b1] = 1
+                continue
+            if summed and warm:
+                if max(nup, ndown) >= acc_h:
+                    level = x - prof
+                    expected = level + prof
+                    nup = ndown = 0.0
+                up, down = nup, ndown
+            r = x - expected
+            ar = abs(r)
+            if warm:
+                lim = clip * sigma
+                if ar > lim:
+                    ar = lim
+                    r = lim if r > 0 else -lim
+            else:
+                g = max(g, 1.0 / n_before)
+            w = max(w, 1.0 / (min(v0, v1) + 1))
+            level += a * r
+            e = w * (r - a * r)
+            profile[b0] = p0 + (1.0 - f) * e
+            profile[b1] += f * e
+            spread[b0] = s0 + w * (1.0 - f) * (ar - s0)
+            spread[b1] += w * f * (ar - spread[b1])
+            gs += g * (ar - gs)
+            visits[b0] = v0 + 1
+            visits[b1] += 1
+        self._level, self._gspread, self._n, self._up, self._down = level, gs, n, up, down
+        return np.array(scores, dtype=np.float64)
+
+    # ------------------------------------------------------------------ state
 
     def state(self) -> dict[str, object]:
         return {
@@ -242,7 +428,7 @@ class SeasonalBaseline:
         }
 
     def restore(self, state: dict[str, object]) -> None:
-        state = check_state(state, "SeasonalBaseline")
+        state = check_state(state, type(self).__name__)
         n = get_int(state, "n")
         last = get_opt_int(state, "last_ts_ms")
         level = get_float(state, "level")
@@ -254,12 +440,12 @@ class SeasonalBaseline:
             raise ValueError(f"state field 'visits' must be a list of {self._buckets} integers")
         visits = [get_int({"visits": v}, "visits") for v in raw_visits]
         if n < 0 or (n > 0) != (last is not None) or min(visits) < 0 or min(spread) < 0:
-            raise ValueError("SeasonalBaseline state fields disagree")
+            raise ValueError(f"{type(self).__name__} state fields disagree")
         self._n, self._last_ts_ms, self._level, self._gspread = n, last, level, gspread
         self._profile, self._spread, self._visits = profile, spread, visits
 
     def __repr__(self) -> str:
         return (
-            f"SeasonalBaseline(buckets={self._buckets}, tz={self._clock.tz!r}, n={self._n}, "
-            f"level={self._level:g})"
+            f"{type(self).__name__}(buckets={self._buckets}, tz={self._clock.tz!r}, "
+            f"n={self._n}, level={self._level:g})"
         )
