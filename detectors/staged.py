@@ -423,32 +423,53 @@ class Staged:
             return Processed(scores, full)
         valid = ~np.isnan(scores)
         last0 = _INT_MIN if self._last_ts_ms is None else self._last_ts_ms
-        running = np.maximum.accumulate(np.where(valid, ts, _INT_MIN))
-        before = np.empty(n, dtype=np.int64)
-        before[0] = last0
-        np.maximum(running[:-1], last0, out=before[1:])
-        eligible = valid & (ts >= before)
-        where = np.flatnonzero(eligible)
-        if where.size == 0:
-            return Processed(scores, full)
-        e_ts, e_sc = ts[where], scores[where]
-        e_act = np.ones(where.size, dtype=bool) if active is None else np.asarray(active)[where]
+        where: npt.NDArray[np.intp] | None = None  # None: every point counts (the usual case)
+        if not (valid.all() and ts[0] >= last0 and bool((ts[1:] >= ts[:-1]).all())):
+            running = np.maximum.accumulate(np.where(valid, ts, _INT_MIN))
+            before = np.empty(n, dtype=np.int64)
+            before[0] = last0
+            np.maximum(running[:-1], last0, out=before[1:])
+            eligible = valid & (ts >= before)
+            where = np.flatnonzero(eligible)
+            if where.size == 0:
+                return Processed(scores, full)
+        e_ts = ts if where is None else ts[where]
+        e_sc = scores if where is None else scores[where]
+        m = e_ts.size
+        e_act: npt.NDArray[np.bool_] | None = None
+        if active is not None:
+            e_act = np.asarray(active, dtype=bool)
+            e_act = e_act if where is None else e_act[where]
         if self.schedule is not None:
-            e_act = e_act & self.schedule.active_many(e_ts)
+            on = self.schedule.active_many(e_ts)
+            e_act = on if e_act is None else e_act & on
 
-        pending: dict[Stage, tuple[npt.NDArray[np.bool_], Timestamps, npt.NDArray[np.int64]]] = {}
+        def judged(band: Band | None) -> npt.NDArray[np.bool_]:
+            beyond = _beyond_many(e_sc, band)
+            return beyond if e_act is None else beyond & e_act
+
+        pending: dict[Stage, tuple[npt.NDArray[np.bool_], int | None, int]] = {}
         ready: dict[Stage, npt.NDArray[np.bool_]] = {}
+        immediate = self._delay_ms <= 0 and self._delay_samples <= 1
         for stage in _RAISED:
-            crossed = _beyond_many(e_sc, self._bands[stage]) & e_act
+            crossed = judged(self._bands[stage])
+            if immediate or not crossed.any():
+                ready[stage] = crossed
+                pending[stage] = (crossed, *self._tail_clock(crossed, e_ts, stage))
+                continue
             since, count = self._runs(crossed, e_ts, stage)
-            pending[stage] = (crossed, since, count)
+            pending[stage] = (
+                crossed,
+                int(since[-1]) if crossed[-1] else None,
+                int(count[-1]) if crossed[-1] else 0,
+            )
             ready[stage] = (
                 crossed
                 & ((e_ts - since) >= self._delay_ms)
                 & (count >= self._delay_samples)
             )
-        keep_alarm = _beyond_many(e_sc, self._releases[Stage.ALARM]) & e_act
-        keep_pre = _beyond_many(e_sc, self._releases[Stage.PREWARNING]) & e_act
+        keep_alarm = judged(self._releases[Stage.ALARM])
+        keep_pre = judged(self._releases[Stage.PREWARNING])
         set_alarm = ready[Stage.ALARM].copy()
         set_any = ready[Stage.ALARM] | ready[Stage.PREWARNING]
         if stage0 is Stage.PREWARNING and self._prewarning is None:
@@ -457,37 +478,49 @@ class Staged:
         in_alarm = _hold(set_alarm | ~keep_alarm, set_alarm, stage0 is Stage.ALARM)
         up = set_any | in_alarm
         raised = _hold(up | ~keep_pre, up, stage0 >= Stage.PREWARNING)
-        e_stage = np.where(in_alarm, 2, np.where(raised, 1, 0)).astype(np.int8)
+        e_stage = raised.astype(np.int8)
+        e_stage[in_alarm] = 2
 
-        last = _last_index(eligible)
-        full = np.where(last >= 0, e_stage[np.searchsorted(where, np.maximum(last, 0))], full)
-        full = full.astype(np.int8)
+        if where is None:
+            full = e_stage
+        else:
+            pos = np.cumsum(eligible, dtype=np.int64) - 1
+            full = np.where(pos >= 0, e_stage[np.maximum(pos, 0)], full).astype(np.int8)
 
-        previous = np.empty_like(e_stage)
-        previous[0] = int(stage0)
-        previous[1:] = e_stage[:-1]
-        moved = np.flatnonzero(e_stage != previous).tolist()
+        moved = np.flatnonzero(np.diff(e_stage, prepend=np.int8(int(stage0)))).tolist()
+        at = moved if where is None else [int(where[i]) for i in moved]
         changes = [
             StageChange(
                 ts_ms=int(e_ts[i]),
-                value=float(vals[where[i]]),
+                value=float(vals[j]),
                 score=float(e_sc[i]),
-                old=Stage(int(previous[i])),
+                old=Stage(int(stage0) if i == 0 else int(e_stage[i - 1])),
                 new=Stage(int(e_stage[i])),
             )
-            for i in moved
+            for i, j in zip(moved, at, strict=True)
         ]
-        self._stage = Stage(int(e_stage[-1]))
-        self._last_ts_ms = int(e_ts[-1])
+        self._stage = Stage(int(e_stage[m - 1]))
+        self._last_ts_ms = int(e_ts[m - 1])
         for stage in _RAISED:
-            crossed, since, count = pending[stage]
-            if crossed[-1]:
-                self._since_ms[stage] = int(since[-1])
-                self._count[stage] = int(count[-1])
-            else:
-                self._since_ms[stage] = None
-                self._count[stage] = 0
-        return Processed(scores, full, changes, [int(where[i]) for i in moved])
+            _, clock_ms, run = pending[stage]
+            self._since_ms[stage] = clock_ms
+            self._count[stage] = run
+        return Processed(scores, full, changes, at)
+
+    def _tail_clock(
+        self, crossed: npt.NDArray[np.bool_], ts: Timestamps, stage: Stage
+    ) -> tuple[int | None, int]:
+        """The pending clock after the last point: start and length of the final run."""
+        if not crossed[-1]:
+            return None, 0
+        off = np.flatnonzero(~crossed)
+        if off.size:
+            start = int(off[-1]) + 1
+            return int(ts[start]), crossed.size - start
+        since0 = self._since_ms[stage]
+        if since0 is not None:
+            return since0, self._count[stage] + crossed.size
+        return int(ts[0]), crossed.size
 
     def _runs(
         self, crossed: npt.NDArray[np.bool_], ts: Timestamps, stage: Stage
