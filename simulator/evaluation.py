@@ -5,9 +5,9 @@ and the hard variants sit beside the easy ones: a leakage that creeps for fourte
 pressure drift slower than the filter's own sawtooth, a heat rise that never reaches the
 fixed threshold, load on a holiday that is not production. Devices report at field-like
 intervals (electrical monitors every minute, power meters every 15 minutes, smoke alarms
-hourly, heat detectors every 15 s), and most of the week is quiet, so the false alarms per device-day mean something.
-Some devices misbehave on purpose (silent and announced outages, a backfill, duplicates,
-stuck, pinned and spiky sensors).
+hourly, heat detectors every 15 s), and most of the week is quiet, so the false alarms per
+device-day mean something. Some devices misbehave on purpose (silent and announced outages,
+a backfill, duplicates, stuck, pinned and spiky sensors).
 
 The town is built from :func:`simulator.town.small_town`'s sites, so names and villages look
 like the demo's; times are offsets from a local (Asia/Shanghai) Monday midnight.
