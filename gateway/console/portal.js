@@ -3,14 +3,14 @@
 // items (answer with a note and photos). Views are chosen by the address's #/... part.
 //
 // It uses the console's shared module read-only (common.js: API wrapper with the session
-// cookie and CSRF header, labels, times, the top bar) and the vendored uPlot for charts.
+// cookie and CSRF header, labels, times, the top bar) and its charts (chart.js, uPlot).
 // The secret lives only in this page's memory (S.sheet) until the user leaves the sheet: it
 // is never put in the address, in storage or in the DOM of any other view.
 import {
   $, $$, el, str, t, addMessages, applyI18n, getLang, onLangChange, api, ApiError, topBar,
-  fmtTime, fmtDay, fmtAgo, fmtNumber, sevLabel, titleOf, showNotFound, showMessage, liveStream, TIMEZONE,
+  fmtTime, fmtDay, fmtAgo, fmtNumber, sevLabel, titleOf, showNotFound, showMessage, liveStream,
 } from './common.js';
-import uPlot from './vendor/uplot/uPlot.esm.js';
+import { timeChart } from './chart.js';
 
 addMessages({
   zh: {
@@ -394,28 +394,22 @@ async function devicePage(gen, _query, deviceId) {
     if (!metric.value) { chartEmpty.hidden = false; return; }
     const end = Date.now() + 60e3, start = end - RANGES[range.value];
     const q = new URLSearchParams({ device_id: d.id, metric: metric.value, start_ms: String(start), end_ms: String(end) });
-    const rows = await api('GET', '/api/telemetry?' + q);
+    const points = await api('GET', '/api/telemetry?' + q);
     if (gen !== S.generation) return;
-    const key = `${metric.value}|${range.value}|${rows.length}|${rows.length ? rows[rows.length - 1].ts_ms : 0}`;
+    const key = `${metric.value}|${range.value}|${points.length}|${points.length ? points[points.length - 1].ts_ms : 0}`;
     if (key === plotted) return;
     plotted = key;
     for (const c of S.charts) c.destroy();
     S.charts = [];
-    chartBox.replaceChildren();
-    chartEmpty.hidden = rows.length > 0;
-    chartBox.dataset.points = String(rows.length);
-    if (!rows.length) return;
+    chartEmpty.hidden = points.length > 0;
     const spec = numeric.find((m) => m.name === metric.value);
-    S.charts.push(new uPlot({
-      width: Math.max(280, chartBox.clientWidth || main.clientWidth - 40), height: 260,
-      tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), TIMEZONE),
-      scales: { x: { time: true } },
-      series: [{}, { label: `${spec.name} (${spec.unit})`, stroke: '#ffe082', width: 2, points: { show: rows.length < 60, fill: '#ffe082' } }],
-      axes: [
-        { stroke: '#c2cad6', grid: { stroke: '#313946' }, ticks: { stroke: '#313946' } },
-        { stroke: '#c2cad6', grid: { stroke: '#313946' }, ticks: { stroke: '#313946' }, size: 60 },
-      ],
-    }, [rows.map((r) => r.ts_ms / 1000), rows.map((r) => r.value)], chartBox));
+    // The profile's levels for this metric, as the duty console draws them.
+    const lines = detail.rules.filter((r) => r.metric === spec.name).flatMap((r) => [
+      { label: t('threshold_alarm'), value: r.alarm, color: '#e53935' },
+      ...(r.prewarning !== null ? [{ label: t('threshold_prewarning'), value: r.prewarning, color: '#fb8c00' }] : []),
+    ]);
+    const chart = timeChart(chartBox, { timeLabel: t('h_time'), label: spec.name, unit: spec.unit, points, lines, height: 260, range: [start, end] });
+    if (chart) S.charts.push(chart);
   };
   metric.addEventListener('change', () => { plotted = ''; drawChart().catch(fail); });
   range.addEventListener('change', () => { plotted = ''; drawChart().catch(fail); });
