@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
 
 from detectors._state import get_opt_float, get_opt_int
 from detectors.base import Floats, Timestamps
-from detectors.vectorised import process_loop
+from detectors.vectorised import newest_before, process_loop
 
 _NEVER = np.iinfo(np.int64).min
 #: Up to this many points, ``process_many`` loops: cheaper than numpy's per-call overhead.
@@ -121,54 +122,76 @@ class FlatLine:
         if len(ts_ms) <= _SHORT:
             return process_loop(self, ts_ms, values)
         ts = np.asarray(ts_ms, dtype=np.int64)
-        vs = np.asarray(values, dtype=np.float64)
-        scores = np.full(len(vs), np.nan)
-        finite = np.isfinite(vs)
-        last = _NEVER if self._last_ms is None else self._last_ms
-        newest = np.maximum.accumulate(np.concatenate(([last], np.where(finite, ts, _NEVER))))
-        ok = finite & (ts >= newest[:-1])
-        t, v = ts[ok], vs[ok]
-        if len(t) == 0:
-            return scores
-        starts = self._run_starts(v)
-        index = np.arange(len(t))
-        run = np.maximum.accumulate(np.where(starts, index, -1))
-        # Points before the first new run continue the run in the state.
-        before = run < 0
-        start_ms = np.where(before, 0 if self._start_ms is None else self._start_ms, t[run])
-        scores[ok] = np.where(starts, 0.0, (t - start_ms) / 1000.0)
-        if run[-1] >= 0:
-            self._start_ms, self._start_value = int(t[run[-1]]), float(v[run[-1]])
-        self._last_ms = int(t[-1])
-        return scores
+        scores = FlatLine._process(self.tolerance, [self], ts, values, np.array([0, len(ts)]))
+        return process_loop(self, ts_ms, values) if scores is None else scores
 
-    def _run_starts(self, v: Floats) -> npt.NDArray[np.bool_]:
-        """Which points start a new run, given the anchor in the state."""
-        n, tol, anchor = len(v), self.tolerance, self._start_value
-        starts = np.zeros(n, dtype=bool)
-        if tol == 0:
-            starts[0] = anchor is None or v[0] != anchor
-            starts[1:] = v[1:] != v[:-1]
-            return starts
-        # following[i]: the first point after i (looking _LOOKAHEAD ahead) that is more
-        # than the tolerance away from v[i], i.e. where a run starting at i would end.
-        following = np.full(n, -1, dtype=np.int64)
-        for d in range(1, min(_LOOKAHEAD, n - 1) + 1):
-            ends = (np.abs(v[d:] - v[:-d]) > tol) & (following[:-d] < 0)
-            following[:-d][ends] = np.flatnonzero(ends) + d
-        if anchor is None or abs(float(v[0]) - anchor) > tol:
-            start = 0
+    @classmethod
+    def process_groups(
+        cls,
+        scorers: Sequence[FlatLine],
+        ts_ms: Timestamps,
+        values: Floats,
+        bounds: npt.NDArray[np.intp],
+    ) -> Floats | None:
+        """``process_many`` of many series in one numpy pass; None if it does not apply.
+
+        Point ``i`` belongs to ``scorers[g]`` for ``bounds[g] <= i < bounds[g + 1]``;
+        scorers with different tolerances (or the same scorer twice) are left to
+        the caller's per-series loop.
+        """
+        if not scorers or len({id(s) for s in scorers}) != len(scorers):
+            return None
+        tolerance = scorers[0].tolerance
+        if any(s.tolerance != tolerance for s in scorers):
+            return None
+        return cls._process(tolerance, scorers, ts_ms, values, bounds)
+
+    @staticmethod
+    def _process(
+        tol: float,
+        scorers: Sequence[FlatLine],
+        ts_ms: Timestamps,
+        values: Floats,
+        bounds: npt.NDArray[np.intp],
+    ) -> Floats | None:
+        ts = np.asarray(ts_ms, dtype=np.int64)
+        vs = np.asarray(values, dtype=np.float64)
+        groups = len(scorers)
+        gid = np.repeat(np.arange(groups), np.diff(bounds))
+        finite = np.isfinite(vs)
+        last = np.array(
+            [_NEVER if s._last_ms is None else s._last_ms for s in scorers], dtype=np.int64
+        )
+        newest = newest_before(ts, finite, bounds, last)
+        if newest is None:
+            return None
+        ok = finite & (ts >= newest)
+        scores = np.full(len(vs), np.nan)
+        learnt = np.flatnonzero(ok)
+        if len(learnt) == 0:
+            return scores
+        t, v, g = ts[learnt], vs[learnt], gid[learnt]
+        # The learnt points, still grouped: group i is at[i]..at[i + 1].
+        at = np.concatenate(([0], np.cumsum(np.bincount(g, minlength=groups))))
+        anchors = [s._start_value for s in scorers]
+        starts = _run_starts(v, at, anchors, tol)
+        run = np.maximum.accumulate(np.where(starts, np.arange(len(t)), -1))
+        # Points before their group's first new run continue the run in the state.
+        state_start = np.array([0 if s._start_ms is None else s._start_ms for s in scorers])
+        if groups == 1:  # one series: no per-point gathers of per-group values
+            start_ms = np.where(run < 0, state_start[0], t[np.maximum(run, 0)])
         else:
-            start = _first_beyond(v, 1, anchor, tol)
-        # Hop from run start to run start: one cheap step per run, not per point.
-        found = []
-        hops = following.tolist()
-        while start < n:
-            found.append(start)
-            end = hops[start]
-            start = end if end >= 0 else _first_beyond(v, start + _LOOKAHEAD + 1, v[start], tol)
-        starts[found] = True
-        return starts
+            start_ms = np.where(run < at[:-1][g], state_start[g], t[np.maximum(run, 0)])
+        scores[learnt] = np.where(starts, 0.0, (t - start_ms) / 1000.0)
+        for i, scorer in enumerate(scorers):
+            lo, hi = int(at[i]), int(at[i + 1])
+            if hi == lo:
+                continue
+            r = int(run[hi - 1])
+            if r >= lo:
+                scorer._start_ms, scorer._start_value = int(t[r]), float(v[r])
+            scorer._last_ms = int(t[hi - 1])
+        return scores
 
     def state(self) -> dict[str, object]:
         return {
@@ -193,17 +216,56 @@ class FlatLine:
         return f"FlatLine(tolerance={self.tolerance:g})"
 
 
-def _first_beyond(v: Floats, lo: int, anchor: float, tolerance: float) -> int:
-    """The first index >= ``lo`` more than ``tolerance`` from ``anchor``; ``len(v)`` if none.
+def _run_starts(
+    v: Floats, at: npt.NDArray[np.int64], anchors: Sequence[float | None], tol: float
+) -> npt.NDArray[np.bool_]:
+    """Which points start a new run; group ``i`` is ``v[at[i]:at[i + 1]]``, run ``anchors[i]``."""
+    n = len(v)
+    starts = np.zeros(n, dtype=bool)
+    nonempty = [i for i in range(len(anchors)) if at[i + 1] > at[i]]
+    if tol == 0:
+        starts[1:] = v[1:] != v[:-1]
+        for i in nonempty:
+            anchor = anchors[i]
+            starts[at[i]] = anchor is None or v[at[i]] != anchor
+        return starts
+    # following[i]: the first point after i in its group (looking _LOOKAHEAD ahead) more
+    # than the tolerance away from v[i], i.e. where a run starting at i would end.
+    group = np.repeat(np.arange(len(anchors)), np.diff(at))
+    following = np.full(n, -1, dtype=np.int64)
+    for d in range(1, min(_LOOKAHEAD, n - 1) + 1):
+        ends = (np.abs(v[d:] - v[:-d]) > tol) & (following[:-d] < 0) & (group[d:] == group[:-d])
+        following[:-d][ends] = np.flatnonzero(ends) + d
+    # Hop from run start to run start: one cheap step per run, not per point.
+    found = []
+    hops = following.tolist()
+    for i in nonempty:
+        lo, hi, anchor = int(at[i]), int(at[i + 1]), anchors[i]
+        if anchor is None or abs(float(v[lo]) - anchor) > tol:
+            start = lo
+        else:
+            start = _first_beyond(v, lo + 1, hi, anchor, tol)
+        while start < hi:
+            found.append(start)
+            end = hops[start]
+            if end < 0:
+                end = _first_beyond(v, min(start + _LOOKAHEAD + 1, hi), hi, v[start], tol)
+            start = end
+    starts[found] = True
+    return starts
+
+
+def _first_beyond(v: Floats, lo: int, hi: int, anchor: float, tolerance: float) -> int:
+    """The first index in ``lo..hi-1`` more than ``tolerance`` from ``anchor``; ``hi`` if none.
 
     Searches in growing chunks, so a long flat run costs O(its length) in numpy
     and a few Python steps.
     """
     step = _LOOKAHEAD * 8
-    while lo < len(v):
-        beyond = np.flatnonzero(np.abs(v[lo : lo + step] - anchor) > tolerance)
+    while lo < hi:
+        beyond = np.flatnonzero(np.abs(v[lo : min(lo + step, hi)] - anchor) > tolerance)
         if len(beyond):
             return lo + int(beyond[0])
         lo += step
         step *= 4
-    return len(v)
+    return hi

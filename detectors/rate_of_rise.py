@@ -17,7 +17,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from detectors._state import get_float_list, get_int_list
 from detectors.base import Floats, Timestamps
-from detectors.vectorised import process_loop
+from detectors.vectorised import newest_before, process_loop
 
 _MS_PER_MIN = 60_000.0
 _NEVER = np.iinfo(np.int64).min
@@ -230,24 +230,13 @@ class RateOfRise:
         ts = np.asarray(ts_ms, dtype=np.int64)
         vs = np.asarray(values, dtype=np.float64)
         n, groups, k = len(ts), len(scorers), first._max_points
-        lengths = np.diff(bounds)
-        gid = np.repeat(np.arange(groups), lengths)
+        gid = np.repeat(np.arange(groups), np.diff(bounds))
         finite = np.isfinite(vs)
         last = np.array([s._ts[-1] if s._ts else _NEVER for s in scorers], dtype=np.int64)
-        # The newest finite timestamp before each point within its series, by one
-        # running max over keys that put each series above all earlier ones.
-        real = np.concatenate((ts[finite], last[last != _NEVER]))
-        low = int(real.min()) if len(real) else 0
-        span = int(real.max()) - low + 2 if len(real) else 2
-        if span >= (1 << 62) // groups:
+        newest = newest_before(ts, finite, bounds, last)
+        if newest is None:
             return None
-        base = gid.astype(np.int64) * span
-        key = base + np.where(finite, ts - low + 1, 0)
-        before = np.empty(n, dtype=np.int64)
-        before[1:] = np.maximum.accumulate(key)[:-1]
-        before[bounds[:-1][lengths > 0]] = base[bounds[:-1][lengths > 0]]
-        newest = np.where(before - base >= 1, before - base - 1 + low, _NEVER)
-        ok = finite & (ts > np.maximum(newest, last[gid]))
+        ok = finite & (ts > newest)
         scores = np.full(n, np.nan)
         if not ok.any():
             return scores

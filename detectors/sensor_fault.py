@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from detectors._state import get_opt_float, get_opt_int
 from detectors.base import Floats, Timestamps
-from detectors.vectorised import process_loop
+from detectors.vectorised import newest_before, process_loop
 
 _NEVER = np.iinfo(np.int64).min
 #: Up to this many points, ``process_many`` loops: cheaper than numpy's per-call overhead.
@@ -142,6 +144,55 @@ class SensorFault:
         if learnt.any():
             k = int(np.flatnonzero(learnt)[-1])
             self._last_ms, self._last_value = int(ts[k]), float(vs[k])
+        return scores
+
+    @classmethod
+    def process_groups(
+        cls,
+        scorers: Sequence[SensorFault],
+        ts_ms: Timestamps,
+        values: Floats,
+        bounds: npt.NDArray[np.intp],
+    ) -> Floats | None:
+        """``process_many`` of many series in one numpy pass; None if it does not apply.
+
+        Point ``i`` belongs to ``scorers[g]`` for ``bounds[g] <= i < bounds[g + 1]``;
+        scorers with different limits (or the same scorer twice) are left to the
+        caller's per-series loop.
+        """
+        if not scorers:
+            return None
+        first = scorers[0]
+        params = (first.low, first.high, first.max_step_per_s)
+        if len({id(s) for s in scorers}) != len(scorers) or any(
+            (s.low, s.high, s.max_step_per_s) != params for s in scorers
+        ):
+            return None
+        ts = np.asarray(ts_ms, dtype=np.int64)
+        vs = np.asarray(values, dtype=np.float64)
+        n = len(ts)
+        gid = np.repeat(np.arange(len(scorers)), np.diff(bounds))
+        finite = np.isfinite(vs)
+        last_ts = np.array(
+            [_NEVER if s._last_ms is None else s._last_ms for s in scorers], dtype=np.int64
+        )
+        last_vs = np.array([0.0 if s._last_value is None else s._last_value for s in scorers])
+        newest = newest_before(ts, finite, bounds, last_ts)
+        if newest is None:
+            return None
+        learnt = finite & (ts >= newest)
+        # Each point's previous point: the last learnt one before it in its series.
+        latest = np.maximum.accumulate(np.where(learnt, np.arange(n), -1))
+        before = np.concatenate(([-1], latest[:-1]))
+        inside = before >= bounds[:-1][gid]
+        prev_ts = np.where(inside, ts[np.maximum(before, 0)], last_ts[gid])
+        prev_vs = np.where(inside, vs[np.maximum(before, 0)], last_vs[gid])
+        scores = first._score(ts, vs, prev_ts, prev_vs)
+        ends = latest[bounds[1:] - 1] if n else latest
+        for g, scorer in enumerate(scorers):
+            k = int(ends[g])
+            if k >= bounds[g] and bounds[g + 1] > bounds[g]:
+                scorer._last_ms, scorer._last_value = int(ts[k]), float(vs[k])
         return scores
 
     def state(self) -> dict[str, object]:

@@ -48,6 +48,54 @@ def process_loop(scorer: Scorer, ts_ms: Timestamps, values: Floats) -> Floats:
     return scores
 
 
+#: "No timestamp": below every epoch millisecond.
+NEVER = int(np.iinfo(np.int64).min)
+
+
+def newest_before(
+    ts_ms: Timestamps,
+    counts: npt.NDArray[np.bool_],
+    bounds: npt.NDArray[np.intp],
+    initial: Timestamps,
+) -> Timestamps | None:
+    """Per point, the newest timestamp of the counted points before it in its group.
+
+    Group ``g`` is ``bounds[g] <= i < bounds[g + 1]`` and starts from ``initial[g]``
+    (its scorer's newest learnt timestamp, or :data:`NEVER`). It is what decides
+    which points a scorer learns (only those newer than everything before), for
+    all groups in one running maximum: keys put each group above all earlier
+    ones. None if the timestamps span too far for such keys (then go group by
+    group).
+
+    >>> newest_before(np.array([5, 3, 9, 1, 2]), np.array([True] * 5), np.array([0, 3, 5]),
+    ...               np.array([4, NEVER])).tolist() == [4, 5, 5, NEVER, 1]
+    True
+    """
+    n, groups = len(ts_ms), len(bounds) - 1
+    if groups == 1:  # one series (``process_many``): a plain running maximum
+        newest = np.empty(n, dtype=np.int64)
+        newest[:1] = initial[0]
+        if n > 1:
+            np.maximum.accumulate(np.where(counts, ts_ms, NEVER)[:-1], out=newest[1:])
+            np.maximum(newest, initial[0], out=newest)
+        return newest
+    lengths = np.diff(bounds)
+    gid = np.repeat(np.arange(groups, dtype=np.int64), lengths)
+    real = np.concatenate((ts_ms[counts], initial[initial != NEVER]))
+    low = int(real.min()) if len(real) else 0
+    span = int(real.max()) - low + 2 if len(real) else 2
+    if groups == 0 or span >= (1 << 62) // groups:
+        return None
+    base = gid * span
+    key = base + np.where(counts, ts_ms - low + 1, 0)
+    before = np.empty(n, dtype=np.int64)
+    before[1:] = np.maximum.accumulate(key)[:-1]
+    starts = bounds[:-1][lengths > 0]
+    before[starts] = base[starts]
+    newest = np.where(before - base >= 1, before - base - 1 + low, NEVER)
+    return np.maximum(newest, initial[gid])
+
+
 def process_grouped(
     make: Callable[[str], ProcessMany],
     series: npt.NDArray[np.str_] | Sequence[str],
