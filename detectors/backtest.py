@@ -283,9 +283,10 @@ def choose_rule(
     """The profile and rule a backtest runs, with ``settings`` applied and re-validated.
 
     ``detector`` is a rule name, or a rule type (the profile's first rule of that type on
-    ``metric``). Without ``--profile`` every profile is searched for a rule of that name, or
-    (for a type with ``--metric``) a rule of that type on that metric; an ambiguous or empty
-    match is an error that lists the choices.
+    ``metric``; if the profile has that type only on other metrics, its first such rule is
+    tried on ``metric``, named ``<metric>_<type>``). Without ``--profile`` every profile is
+    searched for a rule of that name, or (for a type with ``--metric``) a rule of that type on
+    that metric; an ambiguous or empty match is an error that lists the choices.
     """
     if profile_name and profile_name not in profiles:
         raise BacktestError(
@@ -300,6 +301,8 @@ def choose_rule(
             typed = detector in RULE_TYPES and kind == detector
             if (named or typed) and (metric is None or rule.metric == metric):
                 found.append((profile, rule))
+    if not found and detector in RULE_TYPES and metric is not None and profile_name:
+        found = _retargeted(profiles[profile_name], detector, metric)
     if not found:
         where = f"profile {profile_name!r}" if profile_name else "any profile"
         on = f" on metric {metric!r}" if metric else ""
@@ -324,6 +327,18 @@ def choose_rule(
     if settings:
         rule = change_rule(profile, rule, settings)
     return profile, rule
+
+
+def _retargeted(profile: Profile, kind: str, metric: str) -> list[tuple[Profile, ThresholdRule]]:
+    """A rule type the profile uses on another metric, tried on ``metric`` (an anomaly rule
+    is written for one cable temperature, and staff ask how it would do on the current)."""
+    if metric not in profile.metrics:
+        raise BacktestError(f"--metric {metric!r} is not a metric of profile {profile.name!r}")
+    template = next((r for r in profile.rules if r.type == kind), None)
+    if template is None:
+        return []
+    data = {**template.model_dump(mode="json"), "metric": metric, "name": f"{metric}_{kind}"}
+    return [(profile, type(template).model_validate(data))]
 
 
 def change_rule(

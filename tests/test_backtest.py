@@ -346,3 +346,25 @@ async def test_backtest_rows_are_the_alerts_the_live_gateway_raised(
     )  # fmt: skip
     assert history.exit_code == 0, history.output
     assert json.loads(history.output)["current"]["alerts"] == 2
+
+
+def test_a_rule_type_can_be_tried_on_another_metric(tmp_path: Path) -> None:
+    """The monitor's anomaly rule watches a cable temperature; staff try it on the leakage
+    current: two days of a steady 150 mA, then a step to 300 mA is flagged where it happens."""
+    rng = np.random.default_rng(3)
+    n = 3000
+    mA = 150 + 3 * rng.standard_normal(n)
+    mA[2500:] += 150
+    rows = [(iso(LOCAL_MIDNIGHT_MS + i * 60_000), f"{v:.1f}") for i, v in enumerate(mA)]
+    src = write_csv(tmp_path / "step.csv", rows)
+    out = tmp_path / "scores.csv"
+    result = backtest(
+        "--detector", "anomaly", "--profile", "electrical_fire_monitor",
+        "--metric", "residual_current_ma", "--input", str(src), "--scores", str(out),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "residual_current_ma_anomaly (anomaly on residual_current_ma)" in result.output
+    scored = read_scores(out)
+    alerts = [i for i, r in enumerate(scored) if r["alert"] == "1"]
+    assert alerts and alerts[0] >= 2500 and alerts[0] < 2510
+    assert all(0.0 <= float(r["anomaly_score"]) <= 1.0 for r in scored if r["anomaly_score"])
