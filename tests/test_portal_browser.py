@@ -175,7 +175,10 @@ async def test_an_enterprise_user_registers_a_device_and_its_copied_credentials_
     await expect(page.locator("#profile-about")).to_contain_text("gas_lel_pct (%LEL)")
     await form.locator("input[name=name]").fill("储气间可燃气体探测器")
     await snap(page, "portal-register")
-    await form.get_by_role("button", name="登记并获取连接信息").click()
+    async with page.expect_response("**/api/portal/devices") as answer:
+        await form.get_by_role("button", name="登记并获取连接信息").click()
+    registered = await answer.value
+    assert registered.status == 201 and registered.headers["cache-control"] == "no-store"
 
     # The sheet: the secret with a clear warning, every field with a copy button.
     await expect(page.locator("#secret-warning")).to_contain_text("密钥只显示这一次")
@@ -187,6 +190,10 @@ async def test_an_enterprise_user_registers_a_device_and_its_copied_credentials_
     secret = await clipboard_after(page, '[data-copy="secret"]')
     command = await clipboard_after(page, '[data-copy="mosquitto_pub"]')
     assert len(secret) >= 40 and f"-P {secret}" in command
+    # Clicking away before saving it asks first; saying no keeps the secret on screen.
+    page.once("dialog", lambda dialog: asyncio.ensure_future(dialog.dismiss()))
+    await page.get_by_role("link", name="我的告警").click()
+    await expect(page.locator('[data-field="secret"] .value')).to_have_text(secret)
 
     # The copied command, run as pasted, publishes through the broker with those credentials.
     code, said = await run_pasted(command)

@@ -32,7 +32,7 @@ addMessages({
     p_secret_warning: '密钥只显示这一次！请立即复制并填入设备（或妥善保存）。离开本页后将无法再次查看；遗失后只能重新生成，旧密钥随即失效。',
     p_secret_gone: '密钥不再显示。如已遗失，请点击“重新生成密钥”（旧密钥立即失效）。示例命令从环境变量 EWG_DEVICE_SECRET 读取密钥。',
     p_no_accounts: '此 MQTT 服务器不要求设备账号和密钥，设备只需使用下面的客户端 ID 和主题。',
-    p_sheet_saved: '我已保存，前往设备页', p_sheet_go: '前往设备页', p_sheet_missing: '没有待显示的密钥：密钥只在登记设备或重新生成密钥时显示一次。',
+    p_leave_confirm: '密钥还没有保存？离开后将无法再次查看。确定离开吗？', p_sheet_saved: '我已保存，前往设备页', p_sheet_go: '前往设备页', p_sheet_missing: '没有待显示的密钥：密钥只在登记设备或重新生成密钥时显示一次。',
     p_f_broker: 'MQTT 服务器', p_f_host: '主机', p_f_port: '端口', p_f_tls: 'TLS 加密', p_f_client_id: '客户端 ID',
     p_f_username: '用户名', p_f_secret: '密钥（密码）', p_f_telemetry: '数据主题', p_f_event: '事件主题',
     p_f_status: '状态主题', p_f_qos: 'QoS', p_f_will: '遗嘱消息（Last Will）', p_f_payload: '示例数据',
@@ -72,7 +72,7 @@ addMessages({
     p_secret_warning: 'The secret is shown only this once! Copy it into the device (or keep it safe) now. It cannot be shown again after you leave this page; if it is lost, generate a new one (the old one stops working).',
     p_secret_gone: 'The secret is not shown again. If it is lost, use “New secret” (the old one stops working at once). The example command reads it from the EWG_DEVICE_SECRET environment variable.',
     p_no_accounts: 'This MQTT broker needs no device account or secret: the device only needs the client id and topics below.',
-    p_sheet_saved: 'I have saved it: go to the device', p_sheet_go: 'Go to the device', p_sheet_missing: 'No secret to show: a secret is shown once, when the device is registered or given a new secret.',
+    p_leave_confirm: 'Secret not saved yet? It cannot be shown again once you leave. Leave anyway?', p_sheet_saved: 'I have saved it: go to the device', p_sheet_go: 'Go to the device', p_sheet_missing: 'No secret to show: a secret is shown once, when the device is registered or given a new secret.',
     p_f_broker: 'MQTT broker', p_f_host: 'Host', p_f_port: 'Port', p_f_tls: 'TLS', p_f_client_id: 'Client id',
     p_f_username: 'Username', p_f_secret: 'Secret (password)', p_f_telemetry: 'Telemetry topic', p_f_event: 'Event topic',
     p_f_status: 'Status topic', p_f_qos: 'QoS', p_f_will: 'Last will', p_f_payload: 'Example payload',
@@ -595,10 +595,14 @@ const ROUTES = [
 ];
 
 async function render() {
+  const [path, search = ''] = decodeURIComponent(location.hash.replace(/^#/, '')).split('?');
+  if (path !== '/sheet' && S.sheet && S.sheet.sheet.secret && !window.confirm(t('p_leave_confirm'))) {
+    history.replaceState(null, '', '#/sheet');   // stay: the secret is still needed
+    return;
+  }
+  if (path !== '/sheet') S.sheet = null;   // leaving the sheet forgets the secret
   stopTimers();
   const gen = ++S.generation;
-  const [path, search = ''] = decodeURIComponent(location.hash.replace(/^#/, '')).split('?');
-  if (path !== '/sheet') S.sheet = null;   // leaving the sheet forgets the secret
   const route = ROUTES.map(([re, nav, view]) => [path.match(re), nav, view]).find(([m]) => m);
   if (!route) { notFound(); return; }
   const [match, nav, view] = route;
@@ -618,6 +622,8 @@ async function start() {
   document.title = `EWG ${t('p_title')}`;
   applyI18n();
   window.addEventListener('hashchange', render);
+  // Closing or reloading the tab while the secret is on screen loses it for good: ask first.
+  window.addEventListener('beforeunload', (ev) => { if (S.sheet && S.sheet.sheet.secret) ev.preventDefault(); });
   onLangChange(() => { document.title = `EWG ${t('p_title')}`; render(); });
   // Alerts of the caller's sites only (the stream is cut to the session's scope): refresh the
   // lists that show them.
