@@ -399,6 +399,10 @@ async def test_fire_reaches_the_board_within_2_s_then_is_acknowledged_and_closed
         await expect(history.nth(2)).to_contain_text(CLOSE_NOTE)
         await expect(page.locator("#alert-facts")).to_contain_text("误报")
         await expect(page.locator("#act-close")).to_be_hidden()
+        # A notification's link (/#alert=ID) leads to this page.
+        await page.goto(f"{live.base_url}/#alert={alert_id}")
+        await page.wait_for_url(f"{live.base_url}/alert.html?id={alert_id}")
+        await expect(page.locator("#a-state")).to_have_text("已关闭")
 
     # The record says the same as the page.
     alert = (await live.client.get(f"/api/alerts/{alert_id}")).json()

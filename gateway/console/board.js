@@ -49,6 +49,14 @@ function beep() {
   } catch { /* no audio device: the banner still shows */ }
   renderSoundButton();
 }
+// Browsers keep audio off until the page gets a click or a key: any one unlocks the beep.
+for (const kind of ['pointerdown', 'keydown']) {
+  document.addEventListener(kind, () => {
+    if (sound.ctx && sound.ctx.state === 'suspended') {
+      sound.ctx.resume().then(() => { sound.suspended = false; renderSoundButton(); }).catch(() => {});
+    }
+  }, { capture: true });
+}
 function alarming() {
   return [...S.alerts.values()].filter((a) => a.severity === 'red' && !a.acknowledged && !a.muted)
     .sort((a, b) => b.raised_at_ms - a.raised_at_ms);

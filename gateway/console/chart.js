@@ -12,8 +12,9 @@ const tzDate = (ts) => uPlot.tzDate(new Date(ts), TIMEZONE);
 /** 24-hour tick labels in the town's zone: "17:05", with the date where the day changes. */
 function timeTicks(u, splits) {
   let day = '';
+  const seconds = splits.length > 1 && splits[1] - splits[0] < 60e3;
   return splits.map((v) => {
-    const s = fmtTime(v), d = s.slice(5, 10), hm = s.slice(11, 16);
+    const s = fmtTime(v), d = s.slice(5, 10), hm = s.slice(11, seconds ? 19 : 16);
     const label = d !== day ? `${hm}\n${d}` : hm;
     day = d;
     return label;
@@ -54,7 +55,14 @@ export function timeChart(container, { label, timeLabel = '', unit = '', points,
     const pad = Math.max(60e3, (range[1] - first) * 0.05);
     if (first - pad > range[0]) range = [first - pad, range[1]];
   }
-  const data = [xs, points.map((p) => p.value), ...lines.map((l) => xs.map(() => l.value))];
+  // The levels run across the whole range, not only under the readings: add the range's ends
+  // as x values where the readings have no value.
+  const values = points.map((p) => p.value);
+  if (range && lines.length) {
+    if (range[0] < xs[0]) { xs.unshift(range[0]); values.unshift(null); }
+    if (range[1] > xs[xs.length - 1]) { xs.push(range[1]); values.push(null); }
+  }
+  const data = [xs, values, ...lines.map((l) => xs.map(() => l.value))];
   const series = [
     { label: timeLabel, value: (u, v) => (v == null ? '' : fmtTime(v)) },
     { label: unit ? `${label} (${unit})` : label, stroke: PALETTE[0], width: 2, points: { show: points.length < 60 },
@@ -121,7 +129,7 @@ export function barChart(container, { categories, series, height = 300, percent 
     scales: { x: { time: false, range: [-0.6, categories.length - 0.4] }, y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
     axes: [
       { ...AXIS, splits: () => xs, values: (u, vals) => vals.map((v) => categories[v] ?? ''), grid: { show: false } },
-      { ...AXIS, size: 60, values: (u, vals) => vals.map(fmt) },
+      { ...AXIS, size: 60, values: (u, vals) => vals.map(fmt), ...(percent ? {} : { incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000] }) },
     ],
     cursor: { drag: { x: false, y: false } },
   };
