@@ -358,6 +358,8 @@ class Result:
     quality: Quality
     at_recommended: Quality
     scoring_s: float
+    #: False alarms per series-day by kind of series (load, cable_temp, pressure).
+    false_by_series: dict[str, float] = field(default_factory=dict)
 
 
 def compare(
@@ -378,6 +380,11 @@ def compare(
         started = time.perf_counter()
         test_scores = [factory().process_many(s.ts, s.values) for s in test_set]
         elapsed = time.perf_counter() - started
+        false_by_series = {}
+        for kind in sorted({s.kind for s in test_set}):
+            sub = [i for i, s in enumerate(test_set) if s.kind == kind]
+            q = judge([test_set[i] for i in sub], [test_scores[i] for i in sub], tuned)
+            false_by_series[kind] = q.false_per_day
         results.append(
             Result(
                 name,
@@ -385,6 +392,7 @@ def compare(
                 judge(test_set, test_scores, tuned),
                 judge(test_set, test_scores, recommended()),
                 elapsed,
+                false_by_series,
             )
         )
     return results
@@ -450,6 +458,7 @@ def _hours(ms: float) -> str:
 
 def quality_table(results: Sequence[Result]) -> str:
     kinds = sorted({k for r in results for k in r.quality.by_kind})
+    series_kinds = sorted({k for r in results for k in r.false_by_series})
     head = [
         "method",
         "debounce (tuned)",
@@ -460,6 +469,7 @@ def quality_table(results: Sequence[Result]) -> str:
         "delay med",
         "delay max",
         *[f"R {k}" for k in kinds],
+        *[f"FA {k}" for k in series_kinds],
         "F1 @recommended",
     ]
     rows = [head]
@@ -480,6 +490,7 @@ def quality_table(results: Sequence[Result]) -> str:
                     _pct(q.by_kind[k][1] / q.by_kind[k][0]) if k in q.by_kind else "-"
                     for k in kinds
                 ],
+                *[f"{r.false_by_series.get(k, math.nan):.3f}" for k in series_kinds],
                 f"{r.at_recommended.f1:.3f}",
             ]
         )

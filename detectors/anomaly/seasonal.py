@@ -342,8 +342,8 @@ class SeasonalBaseline:
         warmup, mv, clip, zs = self._warmup, self._min_visits, self._clip, self._z_scale
         min_sp, rel = self._min_spread, self._rel_spread
         k, h, zcap, acc_h = self._allowance, self._h, self._z_cap, self._accept * self._h
-        expm1, mad = math.expm1, MAD_TO_SIGMA
-        scores = out.tolist()
+        mad = MAD_TO_SIGMA
+        exponents = [-1.0] * len(vs)
         rows = zip(
             b0s.tolist(),
             b1s.tolist(),
@@ -354,26 +354,43 @@ class SeasonalBaseline:
             vs.tolist(),
             strict=True,
         )
+        # Scores are collected as exponents E (score = 1 - exp(-E), monotonic, so the
+        # larger of the single-point and summed scores is the larger E) and mapped
+        # once at the end; -1 marks "warming up" (score 0). Builtins (max, abs) are
+        # spelt as conditionals: this loop is the cost of the detector.
+        half_zs2 = 0.5 / (zs * zs)
+        ln10_h = _LN10 / h
         for i, (b0, b1, f, a, w, g, x) in enumerate(rows):
             p0, p1, s0, s1 = profile[b0], profile[b1], spread[b0], spread[b1]
             prof = p0 + f * (p1 - p0)
             expected = level + prof
-            sp = max(s0 + f * (s1 - s0), 0.5 * gs)
-            sigma = max(sp * mad, min_sp, rel * abs(expected))
+            sp = s0 + f * (s1 - s0)
+            half_gs = 0.5 * gs
+            if half_gs > sp:
+                sp = half_gs
+            sigma = sp * mad
+            floor = rel * (expected if expected >= 0.0 else -expected)
+            if min_sp > floor:
+                floor = min_sp
+            if floor > sigma:
+                sigma = floor
             v0, v1 = visits[b0], visits[b1]
             warm = n >= warmup and v0 >= mv and v1 >= mv
             if warm:
                 z = (x - expected) / sigma
-                q = abs(z) / zs
-                score = -expm1(-0.5 * q * q)
+                exponent = z * z * half_zs2
                 if summed:
-                    zc = min(max(z, -zcap), zcap)
-                    nup = max(0.0, up + zc - k)
-                    ndown = max(0.0, down - zc - k)
-                    score = max(score, -expm1(-max(nup, ndown) / h * _LN10))
-                scores[i] = score
-            else:
-                scores[i] = 0.0
+                    zc = zcap if z > zcap else (-zcap if z < -zcap else z)
+                    nup = up + zc - k
+                    if nup < 0.0:
+                        nup = 0.0
+                    ndown = down - zc - k
+                    if ndown < 0.0:
+                        ndown = 0.0
+                    evidence = nup if nup > ndown else ndown
+                    if evidence * ln10_h > exponent:
+                        exponent = evidence * ln10_h
+                exponents[i] = exponent
             n_before = n
             n += 1
             if v0 == 0 or v1 == 0:
@@ -387,21 +404,25 @@ class SeasonalBaseline:
                         visits[b1] = 1
                 continue
             if summed and warm:
-                if max(nup, ndown) >= acc_h:
+                if evidence >= acc_h:
                     level = x - prof
                     expected = level + prof
                     nup = ndown = 0.0
                 up, down = nup, ndown
             r = x - expected
-            ar = abs(r)
+            ar = r if r >= 0.0 else -r
             if warm:
                 lim = clip * sigma
                 if ar > lim:
                     ar = lim
                     r = lim if r > 0 else -lim
             else:
-                g = max(g, 1.0 / n_before)
-            w = max(w, 1.0 / (min(v0, v1) + 1))
+                inv = 1.0 / n_before
+                if inv > g:
+                    g = inv
+            inv = 1.0 / ((v0 if v0 < v1 else v1) + 1)
+            if inv > w:
+                w = inv
             level += a * r
             e = w * (r - a * r)
             profile[b0] = p0 + (1.0 - f) * e
@@ -412,7 +433,9 @@ class SeasonalBaseline:
             visits[b0] = v0 + 1
             visits[b1] += 1
         self._level, self._gspread, self._n, self._up, self._down = level, gs, n, up, down
-        return np.array(scores, dtype=np.float64)
+        ex = np.array(exponents, dtype=np.float64)
+        result: Floats = np.where(ex < 0.0, 0.0, -np.expm1(-ex))
+        return result
 
     # ------------------------------------------------------------------ state
 
