@@ -10,9 +10,8 @@ import numpy.typing as npt
 
 from detectors._state import get_opt_float, get_opt_int
 from detectors.base import Floats, Timestamps
-from detectors.vectorised import newest_before, process_loop
+from detectors.vectorised import NEVER, newest_before, process_loop
 
-_NEVER = np.iinfo(np.int64).min
 #: Up to this many points, ``process_many`` loops: cheaper than numpy's per-call overhead.
 _SHORT = 32
 #: How far ahead every point looks for the end of a run it would start (tolerance > 0).
@@ -102,7 +101,7 @@ class FlatLine:
     def score_many(self, ts_ms: Timestamps, values: Floats) -> Floats:
         ts = np.asarray(ts_ms, dtype=np.int64)
         vs = np.asarray(values, dtype=np.float64)
-        last = _NEVER if self._last_ms is None else self._last_ms
+        last = NEVER if self._last_ms is None else self._last_ms
         ok = np.isfinite(vs) & (ts >= last)
         if self._start_ms is None or self._start_value is None:
             return np.where(ok, 0.0, np.nan)
@@ -160,7 +159,7 @@ class FlatLine:
         gid = np.repeat(np.arange(groups), np.diff(bounds))
         finite = np.isfinite(vs)
         last = np.array(
-            [_NEVER if s._last_ms is None else s._last_ms for s in scorers], dtype=np.int64
+            [NEVER if s._last_ms is None else s._last_ms for s in scorers], dtype=np.int64
         )
         newest = newest_before(ts, finite, bounds, last)
         if newest is None:

@@ -17,10 +17,9 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from detectors._state import get_float_list, get_int_list
 from detectors.base import Floats, Timestamps
-from detectors.vectorised import newest_before, process_loop
+from detectors.vectorised import NEVER, newest_before, process_loop
 
 _MS_PER_MIN = 60_000.0
-_NEVER = np.iinfo(np.int64).min
 #: Up to this many points, ``process_many`` loops: cheaper than numpy's per-call overhead.
 _SHORT = 16
 #: Rows per block in the vectorised path, so 1M points never need ~200 MB of slopes at once.
@@ -156,7 +155,7 @@ class RateOfRise:
         ts = np.asarray(ts_ms, dtype=np.int64)
         vs = np.asarray(values, dtype=np.float64)
         n, k = len(ts), self._max_points
-        last = self._ts[-1] if self._ts else _NEVER
+        last = self._ts[-1] if self._ts else NEVER
         ok = np.isfinite(vs) & (ts > last)
         # Every row: the kept points (left-padded to k - 1) and then the candidate.
         pad = k - 1 - min(len(self._ts), k - 1)
@@ -181,9 +180,9 @@ class RateOfRise:
         vs = np.asarray(values, dtype=np.float64)
         n, k = len(ts), self._max_points
         finite = np.isfinite(vs)
-        last = self._ts[-1] if self._ts else _NEVER
+        last = self._ts[-1] if self._ts else NEVER
         # A point is learnt when it is newer than every finite point before it.
-        newest = np.maximum.accumulate(np.concatenate(([last], np.where(finite, ts, _NEVER))))
+        newest = np.maximum.accumulate(np.concatenate(([last], np.where(finite, ts, NEVER))))
         ok = finite & (ts > newest[:-1])
         scores = np.full(n, np.nan)
         if not ok.any():
@@ -232,7 +231,7 @@ class RateOfRise:
         n, groups, k = len(ts), len(scorers), first._max_points
         gid = np.repeat(np.arange(groups), np.diff(bounds))
         finite = np.isfinite(vs)
-        last = np.array([s._ts[-1] if s._ts else _NEVER for s in scorers], dtype=np.int64)
+        last = np.array([s._ts[-1] if s._ts else NEVER for s in scorers], dtype=np.int64)
         newest = newest_before(ts, finite, bounds, last)
         if newest is None:
             return None

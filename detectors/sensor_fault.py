@@ -10,9 +10,8 @@ import numpy.typing as npt
 
 from detectors._state import get_opt_float, get_opt_int
 from detectors.base import Floats, Timestamps
-from detectors.vectorised import newest_before, process_loop
+from detectors.vectorised import NEVER, newest_before, process_loop
 
-_NEVER = np.iinfo(np.int64).min
 #: Up to this many points, ``process_many`` loops: cheaper than numpy's per-call overhead.
 _SHORT = 64
 
@@ -104,12 +103,12 @@ class SensorFault:
             self._last_ms, self._last_value = ts_ms, value
 
     def _score(self, ts: Timestamps, vs: Floats, prev_ts: Timestamps, prev_vs: Floats) -> Floats:
-        """Scores against each point's own previous point (``prev_ts`` = _NEVER: none)."""
+        """Scores against each point's own previous point (``prev_ts`` = NEVER: none)."""
         with np.errstate(invalid="ignore"):
             fault = (vs <= self.low) | (vs >= self.high)
             if self.max_step_per_s is not None:
                 dt = ts - prev_ts
-                has = (prev_ts != _NEVER) & (dt > 0)
+                has = (prev_ts != NEVER) & (dt > 0)
                 safe_dt = np.where(has, dt, 1)
                 rate = np.abs(vs - prev_vs) * 1000.0 / safe_dt
                 fault |= has & (rate > self.max_step_per_s)
@@ -118,7 +117,7 @@ class SensorFault:
     def score_many(self, ts_ms: Timestamps, values: Floats) -> Floats:
         ts = np.asarray(ts_ms, dtype=np.int64)
         vs = np.asarray(values, dtype=np.float64)
-        prev_ts = np.full(len(ts), _NEVER if self._last_ms is None else self._last_ms)
+        prev_ts = np.full(len(ts), NEVER if self._last_ms is None else self._last_ms)
         prev_vs = np.full(len(ts), 0.0 if self._last_value is None else self._last_value)
         return self._score(ts, vs, prev_ts, prev_vs)
 
@@ -130,13 +129,13 @@ class SensorFault:
         vs = np.asarray(values, dtype=np.float64)
         n = len(ts)
         finite = np.isfinite(vs)
-        last = _NEVER if self._last_ms is None else self._last_ms
-        newest = np.maximum.accumulate(np.concatenate(([last], np.where(finite, ts, _NEVER))))
+        last = NEVER if self._last_ms is None else self._last_ms
+        newest = np.maximum.accumulate(np.concatenate(([last], np.where(finite, ts, NEVER))))
         learnt = finite & (ts >= newest[:-1])
         # Each point's previous point: the last learnt one before it (or the state's).
         index = np.where(learnt, np.arange(n), -1)
         before = np.concatenate(([-1], np.maximum.accumulate(index)[:-1])) if n else index
-        state_ts = _NEVER if self._last_ms is None else self._last_ms
+        state_ts = NEVER if self._last_ms is None else self._last_ms
         state_vs = 0.0 if self._last_value is None else self._last_value
         prev_ts = np.where(before >= 0, ts[np.maximum(before, 0)], state_ts) if n else ts
         prev_vs = np.where(before >= 0, vs[np.maximum(before, 0)], state_vs) if n else vs
@@ -174,7 +173,7 @@ class SensorFault:
         gid = np.repeat(np.arange(len(scorers)), np.diff(bounds))
         finite = np.isfinite(vs)
         last_ts = np.array(
-            [_NEVER if s._last_ms is None else s._last_ms for s in scorers], dtype=np.int64
+            [NEVER if s._last_ms is None else s._last_ms for s in scorers], dtype=np.int64
         )
         last_vs = np.array([0.0 if s._last_value is None else s._last_value for s in scorers])
         newest = newest_before(ts, finite, bounds, last_ts)
