@@ -164,6 +164,14 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/api/stats"): everyone(200, params={"enterprise": "{enterprise}"}),
     ("GET", "/api/stats.csv"): everyone(200, params={"enterprise": "{enterprise}"}),
     ("GET", "/api/stats/false-alarms"): everyone(200, params={"village": "{village}"}),
+    # -- enterprises: hours and shutdown orders (H4); only town-wide roles change them --
+    ("GET", "/api/enterprises"): everyone(200),
+    ("GET", "/api/enterprises/{enterprise}"): everyone(200),
+    ("PUT", "/api/enterprises/{enterprise}"): town(200, json={"name": "矩阵企业"}),
+    ("GET", "/api/enterprises/{enterprise}/shutdowns"): everyone(200),
+    ("POST", "/api/enterprises/{enterprise}/shutdowns"): town(
+        201, json={"start": "2099-01-01T08:00:00", "end": "2099-01-02T08:00:00", "reason": "矩阵"}
+    ),
     # -- the enterprise portal (H8) --
     ("GET", "/api/portal/choices"): everyone(200),
     ("POST", "/api/portal/sites"): registrars(

@@ -173,8 +173,8 @@ async def _log_in(client: httpx.AsyncClient, username: str, *, csrf: bool) -> No
 
 async def build_world(live: LiveGateway) -> World:
     """Two villages, one enterprise each, with a device, alert, incident, silence, item."""
-    a = Side("a", "a-shop", "东村", "acme五金", "a-smoke")
-    b = Side("b", "b-shop", "西村", "zeta化工", "b-smoke")
+    a = Side("a", "a-shop", "东村", "acme", "a-smoke")
+    b = Side("b", "b-shop", "西村", "zeta", "b-smoke")
     world = World(live, a, b)
     for side in (a, b):
         site = {
