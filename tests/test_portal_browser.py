@@ -258,6 +258,8 @@ async def test_own_alerts_can_be_acknowledged_and_another_enterprises_are_not_fo
     other = await open_alert_of(live, "rival-gas")
 
     page = await signed_in(portal)
+    # The home page counts the user's own alerts only (the other enterprise's red one is not).
+    await expect(page.locator("#summary")).to_contain_text("未关闭告警 1 条（红色 1）")
     await page.get_by_role("link", name="我的告警").click()
     row = page.locator(f'#alerts-open [data-alert-id="{own["id"]}"]')
     await expect(row).to_have_attribute("data-severity", "red")

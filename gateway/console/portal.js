@@ -18,7 +18,7 @@ addMessages({
     p_nav_home: '我的场所与设备', p_nav_alerts: '我的告警', p_nav_rect: '整改事项', p_nav_register: '登记设备',
     p_sites_title: '我的场所与设备', p_add_site: '登记场所', p_add_device: '登记设备', p_add_device_here: '在此场所登记设备',
     p_no_sites: '还没有场所。请先登记场所，再为它登记设备。', p_no_devices: '该场所还没有设备。',
-    p_never_seen: '尚未上报', p_revoked: '已停用', p_open_alerts: '未关闭告警 {n} 条',
+    p_never_seen: '尚未上报', p_sum_alerts: '未关闭告警 {n} 条（红色 {red}）', p_sum_items: '未销号整改 {n} 项（逾期 {late}）', p_sum_devices: '设备 {on} 在线 / {off} 离线', p_revoked: '已停用', p_open_alerts: '未关闭告警 {n} 条',
     // site form
     p_site_form: '登记场所', p_site_name: '场所名称', p_site_village: '所在村/社区', p_site_industry: '行业',
     p_site_address: '地址', p_site_enterprise: '所属企业', p_site_id: '场所编号（可不填，自动生成）',
@@ -61,7 +61,7 @@ addMessages({
     p_nav_home: 'My sites & devices', p_nav_alerts: 'My alerts', p_nav_rect: 'Rectification', p_nav_register: 'Register a device',
     p_sites_title: 'My sites and devices', p_add_site: 'Register a site', p_add_device: 'Register a device', p_add_device_here: 'Register a device here',
     p_no_sites: 'No sites yet. Register a site first, then its devices.', p_no_devices: 'No devices at this site yet.',
-    p_never_seen: 'never reported', p_revoked: 'revoked', p_open_alerts: '{n} open alerts',
+    p_never_seen: 'never reported', p_sum_alerts: '{n} open alerts ({red} red)', p_sum_items: '{n} rectification items open ({late} overdue)', p_sum_devices: 'devices {on} online / {off} offline', p_revoked: 'revoked', p_open_alerts: '{n} open alerts',
     p_site_form: 'Register a site', p_site_name: 'Site name', p_site_village: 'Village/community', p_site_industry: 'Industry',
     p_site_address: 'Address', p_site_enterprise: 'Enterprise', p_site_id: 'Site id (optional, generated if empty)',
     p_site_submit: 'Register site', p_site_done: 'Site “{name}” registered.',
@@ -182,10 +182,22 @@ function heading(key, ...extra) { return el('h2', { text: t(key) }, ...extra); }
 
 // ---------- home: my sites and devices ----------
 async function home(gen) {
-  const sites = await api('GET', '/api/console/sites');
+  const [sites, alerts, items] = await Promise.all([
+    api('GET', '/api/console/sites'),
+    api('GET', '/api/alerts?state=open&limit=500'),
+    api('GET', '/api/rectifications?limit=500'),
+  ]);
   if (gen !== S.generation) return;
+  const devices = sites.flatMap((s) => s.devices);
+  const open = items.filter((i) => i.state !== 'verified');
+  const summary = el('p', { class: 'summary', id: 'summary' },
+    el('a', { href: '#/alerts', dataset: { count: alerts.length },
+      text: t('p_sum_alerts', { n: alerts.length, red: alerts.filter((a) => a.severity === 'red').length }) }), ' · ',
+    el('a', { href: '#/rectifications', dataset: { count: open.length },
+      text: t('p_sum_items', { n: open.length, late: open.filter((i) => i.overdue).length }) }), ' · ',
+    el('span', { text: t('p_sum_devices', { on: devices.filter((d) => d.online === true).length, off: devices.filter((d) => d.online === false).length }) }));
   const wrap = el('section', { class: 'panel', id: 'sites' },
-    heading('p_sites_title'),
+    heading('p_sites_title'), summary,
     el('p', {}, el('a', { class: 'button', href: '#/sites/new', id: 'add-site', text: t('p_add_site') }),
       sites.length ? el('a', { class: 'button', href: '#/register', id: 'add-device', text: t('p_add_device') }) : null));
   if (!sites.length) wrap.append(el('p', { class: 'sub', id: 'no-sites', text: t('p_no_sites') }));
@@ -193,6 +205,15 @@ async function home(gen) {
   for (const s of sites) cards.append(siteCard(s));
   wrap.append(cards);
   main.replaceChildren(wrap);
+  // Devices go on- and offline and report: redraw when anything changed.
+  const seen = JSON.stringify([sites, alerts.length, open.length]);
+  every(10 * 1000, async () => {
+    const again = await Promise.all([api('GET', '/api/console/sites'), api('GET', '/api/alerts?state=open&limit=500'),
+      api('GET', '/api/rectifications?limit=500')]).catch(() => null);
+    if (!again || gen !== S.generation) return;
+    const now = JSON.stringify([again[0], again[1].length, again[2].filter((i) => i.state !== 'verified').length]);
+    if (now !== seen) render();
+  });
 }
 
 function siteCard(s) {
