@@ -228,6 +228,21 @@ async def _device_view(gateway: Gateway, device: Device) -> DeviceView:
     )
 
 
+#: How many devices' newest readings are asked of the store at once: with VictoriaMetrics each
+#: is a few HTTP queries, and a town's few thousand devices must not arrive all at once.
+STORE_CONCURRENCY = 8
+
+
+async def _device_views(gateway: Gateway, devices: list[Device]) -> list[DeviceView]:
+    gate = asyncio.Semaphore(STORE_CONCURRENCY)
+
+    async def one(device: Device) -> DeviceView:
+        async with gate:
+            return await _device_view(gateway, device)
+
+    return list(await asyncio.gather(*(one(d) for d in devices)))
+
+
 def _open_alerts(gateway: Gateway) -> list[Alert]:
     return [a for a in gateway.alerts.view if a.is_open]
 
@@ -241,7 +256,7 @@ async def sites(
     visible.sort(key=lambda s: (s.village, s.name, s.id))
     ids = {s.id for s in visible}
     devices = [d for d in gateway.registry.devices() if d.site_id in ids]
-    views = await asyncio.gather(*(_device_view(gateway, d) for d in devices))
+    views = await _device_views(gateway, devices)
     by_site: dict[str, list[DeviceView]] = {s.id: [] for s in visible}
     for view in views:
         by_site[view.site_id].append(view)
@@ -294,7 +309,7 @@ async def alert_context(
     numeric = [m.name for m in metrics if m.kind == "number"]
     metric = rule.metric if rule else (numeric[0] if numeric else None)
     others = [d for d in gateway.registry.devices() if d.site_id == site.id and d.id != device.id]
-    related = await asyncio.gather(*(_device_view(gateway, d) for d in others))
+    related = await _device_views(gateway, others)
     response.headers["Cache-Control"] = "no-store"
     return AlertContext(
         alert=AlertOut.of(alert, gateway),

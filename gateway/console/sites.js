@@ -52,7 +52,8 @@ async function load() {
   catch (e) { if (e.status !== 401) showMessage(e.message); }
   $('#sites-page').setAttribute('aria-busy', 'false');
 }
-function loadSoon() { clearTimeout(S.timer); S.timer = setTimeout(load, 500); }
+// During an alert storm the list is reloaded at most every few seconds, not per alert.
+function loadSoon() { if (!S.timer) S.timer = setTimeout(() => { S.timer = null; load(); }, 3000); }
 
 $('#sites-filter').addEventListener('change', (e) => {
   const q = new URLSearchParams(location.search);
