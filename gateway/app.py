@@ -62,6 +62,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
     @app.exception_handler(ConflictError)
     async def conflict(_: Request, exc: ConflictError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=409)
+
     routers = [
         routes_health.router,
         routes_auth.router,

@@ -69,7 +69,9 @@ async def test_an_unsafe_request_by_cookie_needs_the_csrf_header(live: LiveGatew
     # Bearer clients need no CSRF token.
     other = {**site, "id": "shop-2"}
     assert (await live.client.post("/api/sites", json=other)).status_code == 201
-    added = {e.target: e.actor for e in await live.gateway.audit.entries() if e.action == "site.add"}
+    added = {
+        e.target: e.actor for e in await live.gateway.audit.entries() if e.action == "site.add"
+    }
     assert added == {"shop-1": "wang", "shop-2": "admin"}
 
 

@@ -105,6 +105,8 @@ async def still_authorized(request: Request, gateway: Gateway) -> bool:
     if scheme.lower() == "bearer" and token:
         return await gateway.tokens.authenticate(token) is not None
     return await current_session(request, gateway) is not None
+
+
 #: The SSE stream is authorized like every route (the cookie, or a bearer header).
 StreamPrincipalDep = PrincipalDep
 
@@ -134,9 +136,7 @@ TownDep = Annotated[Principal, Depends(require_role(Role.ADMIN, Role.DUTY))]
 StaffDep = Annotated[Principal, Depends(require_role(Role.ADMIN, Role.DUTY, Role.COMMUNITY))]
 #: Who registers sites and devices: administrators, duty officers, and enterprise users
 #: for their own enterprise.
-RegistrarDep = Annotated[
-    Principal, Depends(require_role(Role.ADMIN, Role.DUTY, Role.ENTERPRISE))
-]
+RegistrarDep = Annotated[Principal, Depends(require_role(Role.ADMIN, Role.DUTY, Role.ENTERPRISE))]
 
 
 # -- scope ---------------------------------------------------------------------------------
