@@ -81,7 +81,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from datetime import date
 
 from alerts.model import Alert, AlertClass, AlertState, Severity, Signal
 from detectors._state import (
@@ -94,7 +94,7 @@ from detectors._state import (
     get_opt_int,
 )
 from gateway.model import Reading
-from gateway.registry_model import Calendar, ShutdownPeriod
+from gateway.registry_model import Calendar, LocalDay, ShutdownPeriod
 
 ENERGY_RULE = "illegal_production_energy"
 NIGHT_RULE = "illegal_production_night"
@@ -159,6 +159,8 @@ class _Meter:
     night_run: int = 0
     nights: list[float] = field(default_factory=list)
     days: list[float] = field(default_factory=list)
+    #: The local day's bounds (a cache, not state: recomputed after a restore).
+    local: LocalDay | None = None
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -312,11 +314,14 @@ class ProductionDetector:
         if meter is None:
             meter = self._meters[device_id] = _Meter()
         ts = reading.ts_ms
-        day = calendar.local_date(ts).toordinal()
-        if meter.day is not None and day < meter.day:
-            return  # a late reading of a day already judged
-        if meter.day != day:
-            self._new_day(device_id, meter, calendar, reading, day, signals)
+        local = meter.local
+        if local is None or not local.contains(ts):
+            local = calendar.day_span(ts)
+            if meter.day is not None and local.ordinal < meter.day:
+                return  # a late reading of a day already judged
+            if meter.day != local.ordinal:
+                self._new_day(device_id, meter, calendar, reading, local, signals)
+            meter.local = local
         shutdown = calendar.period_at(ts, "shutdown")
         if reading.metric == ENERGY_METRIC:
             self._energy(meter, calendar, ts, reading.value, shutdown is not None)
@@ -333,15 +338,15 @@ class ProductionDetector:
         meter: _Meter,
         calendar: Calendar,
         reading: Reading,
-        day: int,
+        day: LocalDay,
         signals: list[Signal],
     ) -> None:
         """Give the old day its share of the interval across midnight, close it (learn,
         clear), open the new one (whose share the reading adds when it is counted)."""
         ts = reading.ts_ms
-        midnight = _midnight_ms(date.fromordinal(day), calendar)
+        midnight = day.start_ms
         if meter.day is not None:
-            interval = self._interval_kwh(meter, reading)
+            interval = self._interval_kwh(meter, reading.metric, ts, reading.value)
             if interval is not None and interval[0] < midnight:
                 start, kwh = interval
                 share = kwh * (min(midnight, ts) - start) / (ts - start)
@@ -349,7 +354,7 @@ class ProductionDetector:
                 if calendar.period_at(midnight - 1, "shutdown") is not None:
                     meter.shutdown_kwh += share
             self._close_day(device_id, meter, calendar, midnight, signals)
-        meter.day = day
+        meter.day = day.ordinal
         meter.day_first_ms = None
         meter.day_last_ms = None
         meter.day_kwh = 0.0
@@ -357,17 +362,20 @@ class ProductionDetector:
         meter.quiet_sum = 0.0
         meter.quiet_n = 0
         meter.alerted = meter.night_active
-        meter.quiet_day = not calendar.is_working_day(ts) or calendar.period_at(ts) is not None
+        meter.quiet_day = (
+            day.weekday not in calendar.work_days or calendar.period_at(ts) is not None
+        )
 
-    def _interval_kwh(self, meter: _Meter, reading: Reading) -> tuple[int, float] | None:
-        """(start, kWh) of the interval this reading ends, as it will be counted; None if it
+    def _interval_kwh(
+        self, meter: _Meter, metric: str, ts: int, value: float
+    ) -> tuple[int, float] | None:
+        """(start, kWh) of the interval a reading ends, as it will be counted; None if it
         counts nothing. Reads the state, changes nothing."""
-        ts = reading.ts_ms
-        if reading.metric == ENERGY_METRIC:
+        if metric == ENERGY_METRIC:
             last, last_ms = meter.last_energy, meter.last_energy_ms
-            if last is None or last_ms is None or ts <= last_ms or reading.value < last:
+            if last is None or last_ms is None or ts <= last_ms or value < last:
                 return None
-            return last_ms, reading.value - last
+            return last_ms, value - last
         last, last_ms = meter.last_power, meter.last_power_ms
         if (
             meter.has_register
@@ -377,7 +385,7 @@ class ProductionDetector:
             or ts - last_ms > self.params.max_gap_s * 1000
         ):
             return None
-        return last_ms, max((last + reading.value) / 2 * (ts - last_ms) / _HOUR_MS, 0.0)
+        return last_ms, max((last + value) / 2 * (ts - last_ms) / _HOUR_MS, 0.0)
 
     def _close_day(
         self, device_id: str, meter: _Meter, calendar: Calendar, end_ms: int, signals: list[Signal]
@@ -413,7 +421,7 @@ class ProductionDetector:
         if meter.last_energy_ms is not None and ts <= meter.last_energy_ms:
             return  # repeated or out of order: the register tells nothing new
         # (a drop is a reset or roll-over: nothing to count, the new value is the base)
-        interval = self._interval_kwh(meter, Reading("", ENERGY_METRIC, ts, value))
+        interval = self._interval_kwh(meter, ENERGY_METRIC, ts, value)
         meter.has_register = True
         meter.last_energy, meter.last_energy_ms = value, ts
         if interval is not None:
@@ -431,16 +439,17 @@ class ProductionDetector:
     ) -> None:
         if meter.last_power_ms is not None and ts <= meter.last_power_ms:
             return
-        interval = self._interval_kwh(meter, Reading("", POWER_METRIC, ts, kw))
+        interval = self._interval_kwh(meter, POWER_METRIC, ts, kw)
         meter.last_power, meter.last_power_ms = kw, ts
         if interval is not None:
             self._add(meter, calendar, interval[0], ts, interval[1], shutdown is not None)
-        working = calendar.is_working(ts)
+        assert meter.local is not None
+        working = calendar.is_working_in(meter.local, ts)
         if not working and not meter.night_active:
             meter.quiet_sum += kw
             meter.quiet_n += 1
         period = shutdown or calendar.period_at(ts)
-        idle = not working and (period is not None or not calendar.is_working_day(ts))
+        idle = not working and (period is not None or meter.local.weekday not in calendar.work_days)
         # Working hours inside a shutdown are not idle (the energy rule judges them) but
         # not legitimate either: an alert raised the night before holds through them.
         legit = working and period is None
@@ -457,8 +466,8 @@ class ProductionDetector:
     ) -> None:
         """Count an interval's energy towards the current day; the part before its local
         midnight was given to the day before (:meth:`_new_day`)."""
-        assert meter.day is not None
-        midnight = _midnight_ms(date.fromordinal(meter.day), calendar)
+        assert meter.local is not None
+        midnight = meter.local.start_ms
         if start_ms < midnight < end_ms:
             kwh *= (end_ms - midnight) / (end_ms - start_ms)
         elif end_ms <= midnight:
@@ -650,8 +659,3 @@ def _push(ring: list[float], value: float, size: int) -> None:
     ring.append(value)
     if len(ring) > size:
         del ring[: len(ring) - size]
-
-
-def _midnight_ms(day: date, calendar: Calendar) -> int:
-    """Local midnight at the start of ``day`` in the enterprise's zone, epoch ms."""
-    return int(datetime.combine(day, time(), tzinfo=calendar.tz).timestamp() * 1000)

@@ -4,7 +4,7 @@ holds them."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
@@ -171,6 +171,19 @@ class ShutdownPeriod:
 
 
 @dataclass(frozen=True, slots=True)
+class LocalDay:
+    """One local day of a calendar: date ordinal, [start, end) in epoch ms, ISO weekday."""
+
+    ordinal: int
+    start_ms: int
+    end_ms: int
+    weekday: int
+
+    def contains(self, ts_ms: int) -> bool:
+        return self.start_ms <= ts_ms < self.end_ms
+
+
+@dataclass(frozen=True, slots=True)
 class Calendar:
     """An enterprise's working time and its no-production periods, ready for the detector.
 
@@ -182,6 +195,9 @@ class Calendar:
     ('2026-12-01', False, True)
     >>> cal.period_at(t + 86400_000) is order, cal.period_at(t) is None
     (True, True)
+    >>> day = cal.day_span(t + 9 * 3600_000)
+    >>> day.start_ms == t, day.weekday, cal.is_working_in(day, t + 9 * 3600_000)
+    (True, 2, True)
     """
 
     enterprise: Enterprise
@@ -215,13 +231,31 @@ class Calendar:
         A shift past midnight belongs to the day it started on.
         """
         t = self.local(ts_ms)
-        minute = t.hour * 60 + t.minute
+        return self._working(t.hour * 60 + t.minute, t.isoweekday())
+
+    def _working(self, minute: int, weekday: int) -> bool:
         if self.start_min < self.end_min:
-            return t.isoweekday() in self.work_days and self.start_min <= minute < self.end_min
+            return weekday in self.work_days and self.start_min <= minute < self.end_min
         if minute >= self.start_min:
-            return t.isoweekday() in self.work_days
-        yesterday = t.isoweekday() - 1 or 7
+            return weekday in self.work_days
+        yesterday = weekday - 1 or 7
         return minute < self.end_min and yesterday in self.work_days
+
+    def day_span(self, ts_ms: int) -> LocalDay:
+        """The local day containing ``ts_ms``: its bounds in epoch ms, so a caller on the
+        hot path converts a timestamp once a day instead of once a point."""
+        day = self.local_date(ts_ms)
+        start = int(datetime.combine(day, time(), tzinfo=self.tz).timestamp() * 1000)
+        after = day + timedelta(days=1)
+        end = int(datetime.combine(after, time(), tzinfo=self.tz).timestamp() * 1000)
+        return LocalDay(day.toordinal(), start, end, day.isoweekday())
+
+    def is_working_in(self, day: LocalDay, ts_ms: int) -> bool:
+        """:meth:`is_working` for a ``ts_ms`` inside ``day``, by arithmetic (a day of a DST
+        change, 23 or 25 h long, takes the exact path)."""
+        if day.end_ms - day.start_ms != 86_400_000:
+            return self.is_working(ts_ms)
+        return self._working((ts_ms - day.start_ms) // 60_000, day.weekday)
 
     def is_working_day(self, ts_ms: int) -> bool:
         return self.local(ts_ms).isoweekday() in self.work_days
