@@ -108,7 +108,12 @@ async def signed_in(portal: Portal, username: str = "acme-li", **context: Any) -
 
 async def enrol(live: LiveGateway, device_id: str, site_id: str) -> str:
     """Register a gas detector as the office would (admin token); its secret."""
-    body = {"id": device_id, "profile": "gas_detector", "site_id": site_id}
+    body = {
+        "id": device_id,
+        "profile": "gas_detector",
+        "site_id": site_id,
+        "name": "储罐区气体探测",
+    }
     response = await live.client.post("/api/devices", json=body)
     assert response.status_code == 201, response.text
     secret: str = response.json()["credentials"]["secret"]
@@ -161,7 +166,6 @@ async def test_an_enterprise_user_registers_a_device_and_its_copied_credentials_
     site_card = page.locator('[data-site-id="acme-works"]')
     await expect(site_card).to_contain_text("安美五金加工厂")
     await expect(page.locator('[data-site-id="rival-works"]')).to_have_count(0)
-    await snap(page, "portal-home")
     # English one click away, and back (the choice is the console's, shared with it).
     await page.click("#lang-en")
     await expect(page.locator("#sites h2")).to_have_text("My sites and devices")
@@ -260,6 +264,9 @@ async def test_own_alerts_can_be_acknowledged_and_another_enterprises_are_not_fo
     page = await signed_in(portal)
     # The home page counts the user's own alerts only (the other enterprise's red one is not).
     await expect(page.locator("#summary")).to_contain_text("未关闭告警 1 条（红色 1）")
+    await expect(page.locator('[data-device-id="acme-gas"] .reading')).to_contain_text("60 %LEL")
+    await expect(page.locator('[data-site-id="rival-works"]')).to_have_count(0)
+    await snap(page, "portal-home")
     await page.get_by_role("link", name="我的告警").click()
     row = page.locator(f'#alerts-open [data-alert-id="{own["id"]}"]')
     await expect(row).to_have_attribute("data-severity", "red")

@@ -226,7 +226,7 @@ function siteCard(s) {
   for (const d of s.devices) {
     card.append(el('div', { class: 'device-row', dataset: { deviceId: d.id } },
       el('a', { class: 'device-link', href: '#/device/' + encodeURIComponent(d.id), text: d.name || d.id }),
-      el('span', { class: 'sub mono', text: d.id }),
+      d.name ? el('span', { class: 'sub mono', text: d.id }) : null,
       el('span', { class: 'sub', text: lang() === 'zh' ? d.profile_title_zh : d.profile_title_en }),
       onlineLabel(d),
       el('span', { class: 'sub', text: d.last_seen_ms ? fmtAgo(d.last_seen_ms) : t('p_never_seen') }),
