@@ -481,6 +481,7 @@ async def test_filters_incidents_phone_and_english(users: LiveGateway, page: Pag
         for width in (1024, 1280, 1920):
             await page.set_viewport_size({"width": width, "height": 900})
             await assert_fits(page, width)
+        publish(await screenshot(page, "board-wall"), "console-board-wall")  # 1920 px
         await page.set_viewport_size({"width": 1366, "height": 768})
 
         # English, remembered after a reload.
@@ -603,6 +604,16 @@ async def test_sites_device_and_statistics_pages(
         await expect(chart.locator("canvas")).to_have_count(1)
         assert int(await chart.get_attribute("data-points") or "0") >= 2
         publish(await screenshot(page, "device"), "console-device")
+
+        # The gas alarm's own page charts the rule's metric with its two levels.
+        gas = by_device(alerts, "xw3-gas")
+        await page.locator("#open-alerts a").click()
+        await page.wait_for_url(f"{live.base_url}/alert.html?id={gas['id']}")
+        chart = page.locator("#alert-chart")
+        await expect(chart).to_have_attribute("data-metric", "gas_lel_pct")
+        await expect(chart.locator(".u-legend")).to_contain_text("报警值 50 %LEL")
+        await expect(chart.locator(".u-legend")).to_contain_text("预警值 25 %LEL")
+        assert int(await chart.get_attribute("data-points") or "0") >= 2
 
         await page.locator("header .nav a", has_text="统计").click()
         await page.wait_for_url(f"{live.base_url}/stats.html")
