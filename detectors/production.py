@@ -274,6 +274,8 @@ class ProductionDetector:
                 meter.energy_active = True
                 if meter.day is None:
                     meter.day = calendar.local_date(alert.raised_at).toordinal()
+                if meter.energy_baseline is None:
+                    meter.energy_baseline = self._baseline_day(meter, calendar)
             else:
                 meter.night_active = True
 

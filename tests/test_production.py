@@ -310,3 +310,32 @@ async def test_the_gateway_rebuilds_baselines_from_the_store_after_a_restart(
         day_kwh, load_kw = gateway.production.baselines("pm-1")
     assert load_kw == pytest.approx(10.0)
     assert day_kwh == pytest.approx(240.0)
+
+
+def test_an_energy_alert_open_before_a_restart_clears_when_its_day_ends() -> None:
+    """No rebuild (an empty store): the open alert is resumed, not raised a second time,
+    and cleared at local midnight as it would have been."""
+    from alerts.model import Alert, AlertState
+
+    enterprise = Enterprise("acme", "ACME Casting", baseline_day_kwh=100.0)
+    meter = Meter(detector_for(enterprise, order("2026-12-01T00:00", "2026-12-09T00:00")))
+    raised_at = at("2026-12-01T10:00")
+    open_alert = Alert(
+        7,
+        "pm-1",
+        "s1",
+        ENERGY_RULE,
+        Severity.ORANGE,
+        AlertClass.HAZARD,
+        HAZARD,
+        AlertState.RAISED,
+        raised_at,
+        raised_at,
+        400.0,
+    )
+    meter.detector.resume([open_alert])
+    found = meter.run(at("2026-12-01T12:00"), at("2026-12-02T00:30"), lambda ts: 50.0)
+    assert [(s.rule, s.active, s.ts_ms) for s in found] == [
+        (ENERGY_RULE, False, at("2026-12-02T00:00") - 1)
+    ]
+    assert "100 kWh" in found[0].message  # the baseline it was judged against
