@@ -52,6 +52,12 @@ async def test_login_sets_the_session_and_csrf_cookies(live: LiveGateway) -> Non
         assert me.status_code == 200 and me.json() == body
         # The cookie alone authenticates reads.
         assert (await browser.get("/api/alerts")).status_code == 200
+        # Logging in again replaces the session (a new id, so a planted one is useless).
+        first = browser.cookies["ewg_session"]
+        again = await _login(browser)
+        assert again.json()["csrf_token"] != body["csrf_token"]
+        assert browser.cookies["ewg_session"] != first
+        assert await live.gateway.sessions.count("wang") == 1
 
 
 async def test_an_unsafe_request_by_cookie_needs_the_csrf_header(live: LiveGateway) -> None:

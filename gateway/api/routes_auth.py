@@ -116,6 +116,9 @@ async def login(
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong username or password")
     throttles.users.succeed(username)
     throttles.clients.succeed(client)
+    previous = await current_session(request, gateway)
+    if previous is not None:  # a new login replaces the browser's old session, never adds one
+        await gateway.sessions.end(previous[0], previous[1].user.username)
     session_id = await gateway.sessions.create(user, client)
     settings = gateway.settings
     # The server decides when the session ends; the cookie only must not outlive it by much.
