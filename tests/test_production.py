@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
+import aiomqtt
 import pytest
 
 from alerts.model import AlertClass, Severity, Signal
@@ -25,6 +27,7 @@ from gateway.config import Settings
 from gateway.model import Reading, now_ms
 from gateway.registry_model import Calendar, Device, Enterprise, ShutdownPeriod, Site
 from gateway.service import Gateway
+from tests.conftest import LiveGateway, eventually
 
 Q = 900_000  # a reading every 15 minutes (power_meter.yaml)
 DAY = 86_400_000
@@ -339,3 +342,38 @@ def test_an_energy_alert_open_before_a_restart_clears_when_its_day_ends() -> Non
         (ENERGY_RULE, False, at("2026-12-02T00:00") - 1)
     ]
     assert "100 kWh" in found[0].message  # the baseline it was judged against
+
+
+async def test_live_meter_during_a_shutdown_pages_naming_the_enterprise(
+    live: LiveGateway,
+) -> None:
+    """Mosquitto -> gateway -> alert engine -> API: a meter still drawing 1 MW while its
+    enterprise is ordered to stop."""
+    registry = live.gateway.registry
+    await registry.add_site(
+        Site("s1", "ACME works", "east", "dust_factory", enterprise="acme"), "test"
+    )
+    await registry.set_enterprise(Enterprise("acme", "ACME Casting", baseline_day_kwh=10.0), "test")
+    now = now_ms()
+    await registry.add_shutdown(
+        ShutdownPeriod(0, "acme", now - DAY, now + DAY, "整改", "镇应急办"), "test"
+    )
+    await registry.add_device(Device("pm-1", "power_meter", "s1"), "test")
+    assert live.settings.broker_url is not None
+    host, port = live.settings.broker_url.removeprefix("mqtt://").rsplit(":", 1)
+    async with aiomqtt.Client(host, int(port), identifier="h4-meter") as client:
+        for i, kwh in enumerate([20_000.0, 20_050.0]):  # 50 kWh in 30 s: about 6 MW
+            body = {
+                "ts": now - 60_000 + i * 30_000,
+                "values": {"active_power_kw": 1000.0, "energy_kwh": kwh},
+            }
+            await client.publish("ewg/v1/pm-1/telemetry", json.dumps(body), qos=1)
+
+    async def paged() -> list[dict[str, Any]] | None:
+        alerts = (await live.client.get("/api/alerts")).json()
+        return [a for a in alerts if a["rule"] == ENERGY_RULE] or None
+
+    (alert,) = await eventually(paged)
+    assert (alert["device_id"], alert["site_id"], alert["severity"]) == ("pm-1", "s1", "orange")
+    assert alert["hazard"] == "illegal_production" and alert["alert_class"] == "hazard"
+    assert "ACME Casting" in alert["message"] and "镇应急办" in alert["message"]
