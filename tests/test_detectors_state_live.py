@@ -109,3 +109,33 @@ async def test_a_corrupt_state_file_is_logged_set_aside_and_the_gateway_starts(
     # The shutdown wrote a good file again.
     saved = json.loads(state_file.read_text())
     assert saved["rules"]["dc-1"]["pressure_drift"]["scorer"]["baseline"] == 800.0
+
+
+async def test_closing_an_alert_on_the_api_while_it_holds_raises_a_new_one(
+    settings: Settings,
+) -> None:
+    efm = Device(id="efm-1", profile="electrical_fire_monitor", site_id="sawmill")
+    async with run_gateway(settings) as live:
+        await register(live.gateway, [SITE], [efm])
+        start = now_ms() - 10 * MIN
+        leak = [{"ts": start + i * 1000, "values": {"residual_current_ma": 350.0}}
+                for i in range(12)]
+        await send(settings, "efm-1", leak)
+
+        async def open_leak() -> list[dict[str, Any]]:
+            rows = (await live.client.get("/api/alerts", params={"state": "open"})).json()
+            return [a for a in rows if a["rule"] == "residual_current"]
+
+        [first] = await eventually(open_leak)
+        closed = await live.client.post(f"/api/alerts/{first['id']}/close",
+                                        json={"disposition": "false_alarm"})
+        assert closed.status_code == 200, closed.text
+        # Still 350 mA: the next reading raises a new alert, not silence.
+        await send(settings, "efm-1", [{"ts": start + 13_000,
+                                        "values": {"residual_current_ma": 350.0}}])
+
+        async def second() -> list[dict[str, Any]]:
+            return [a for a in await open_leak() if a["id"] != first["id"]]
+
+        [again] = await eventually(second)
+        assert again["severity"] == "orange"
