@@ -298,6 +298,19 @@ async def test_own_alerts_can_be_acknowledged_and_another_enterprises_are_not_fo
     untouched = (await live.client.get(f"/api/alerts/{other['id']}")).json()
     assert untouched["acknowledged"] is False
 
+    # A new alarm at the user's site shows up on the open list without reloading (the alert
+    # stream triggers the redraw); one at the other enterprise's site does not.
+    await page.goto(f"{live.base_url}/portal.html#/alerts")
+    await expect(page.locator("#alerts-open [data-alert-id]")).to_have_count(1)
+    await expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    second = await enrol(live, "acme-gas-2", "acme-works")
+    rival_second = await enrol(live, "rival-gas-2", "rival-works")
+    await publish_gas(portal.broker, "rival-gas-2", rival_second, GAS_ALARM)
+    await publish_gas(portal.broker, "acme-gas-2", second, GAS_ALARM)
+    fresh = await open_alert_of(live, "acme-gas-2")
+    await expect(page.locator(f'#alerts-open [data-alert-id="{fresh["id"]}"]')).to_be_visible()
+    await expect(page.locator("#alerts-open [data-alert-id]")).to_have_count(2)
+
 
 async def test_a_rectification_item_is_answered_with_a_photo_and_a_note(portal: Portal) -> None:
     live = portal.live

@@ -328,7 +328,9 @@ async function register(gen, query) {
 
 // ---------- the connection sheet ----------
 function sheetRow(field, labelKey, value, { copyable = true } = {}) {
-  const button = copyable ? el('button', { type: 'button', class: 'copy', 'data-copy': field, text: t('p_copy') }) : el('span');
+  const button = copyable
+    ? el('button', { type: 'button', class: 'copy', 'data-copy': field, 'aria-label': `${t('p_copy')}: ${t(labelKey)}`, text: t('p_copy') })
+    : el('span');
   if (copyable) button.addEventListener('click', () => copy(str(value), button));
   return el('div', { class: 'sheet-row', dataset: { field } },
     el('span', { class: 'label', text: t(labelKey) }), el('span', { class: 'value', text: str(value) }), button);
