@@ -398,6 +398,10 @@ async def test_fire_reaches_the_board_within_2_s_then_is_acknowledged_and_closed
         await expect(history.nth(2)).to_contain_text("已确认 → 已关闭")
         await expect(history.nth(2)).to_contain_text(CLOSE_NOTE)
         await expect(page.locator("#alert-facts")).to_contain_text("误报")
+        # Who was told: the shipped alerting config pages the site owner through the log.
+        notified = page.locator("#notifications tbody tr").first
+        await expect(notified).to_contain_text("场所负责人")
+        await expect(notified).to_contain_text("已送达")
         await expect(page.locator("#act-close")).to_be_hidden()
         # A notification's link (/#alert=ID) leads to this page.
         await page.goto(f"{live.base_url}/#alert={alert_id}")

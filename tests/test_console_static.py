@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from alerts.model import AlertClass, AlertState, Disposition, Severity
+from alerts.notify.store import Status as NotificationStatus
 from gateway.app import create_app
 from gateway.config import load_settings
 from gateway.scope import Role
@@ -172,6 +173,7 @@ def test_labels_complete_in_both_languages() -> None:
         used |= set(re.findall(r"'data-i18n': '([a-z0-9_]+)'\s*[,}]", js))
     used |= {f"sev_{s}" for s in Severity} | {f"state_{s}" for s in AlertState}
     used |= {f"disp_{d}" for d in Disposition} | {f"class_{c}" for c in AlertClass}
+    used |= {f"nstat_{s}" for s in NotificationStatus}
     used |= {f"role_{r}" for r in Role} | {
         f"live_{s}" for s in ("connecting", "live", "reconnecting", "offline")
     }

@@ -1,7 +1,7 @@
 // One alert: where and what, a chart of the metric around it from the store, the other sensors
 // at the site, its history and notifications, and what the officer can do about it.
 import {
-  $, api, applyI18n, el, getLang, fmtNumber, fmtTime, industryLabel, liveStream, onLangChange,
+  $, api, applyI18n, el, getLang, labelOr, fmtNumber, fmtTime, industryLabel, liveStream, onLangChange,
   sevLabel, showMessage, showNotFound, str, t, titleOf, topBar,
 } from './common.js';
 import { timeChart } from './chart.js';
@@ -91,7 +91,7 @@ function renderNotifications() {
   const tbody = $('#notifications tbody'), en = getLang() === 'en';
   tbody.replaceChildren(...S.notifications.map((n) => el('tr', { 'data-status': n.status },
     el('td', { text: fmtTime(n.created_at) }), el('td', { text: (en ? n.recipient_en : n.recipient_zh) || n.recipient }),
-    el('td', { text: n.channel }), el('td', { text: n.status + (n.reason ? ` (${n.reason})` : '') }),
+    el('td', { text: n.channel }), el('td', { text: labelOr('nstat_', n.status) + (n.reason ? ` (${n.reason})` : '') }),
     el('td', { text: String(n.attempts.length) }))));
   $('#notifications').hidden = !S.notifications.length;
   $('#notifications-panel .empty').hidden = !!S.notifications.length;
