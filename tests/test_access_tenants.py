@@ -195,6 +195,24 @@ async def test_lists_and_statistics_hold_only_the_enterprises_own(live: LiveGate
     assert town["total"]["sites"] == 2 and town["total"]["alerts"] == 2
 
 
+async def test_notifications_and_health_are_cut_to_the_scope_too(live: LiveGateway) -> None:
+    mine, theirs = await _setup(live)
+
+    async def both_notified() -> set[int] | None:
+        log = (await live.client.get("/api/notifications")).json()
+        told = {n["alert_id"] for n in log}
+        return told if {mine.alert_id, theirs.alert_id} <= told else None
+
+    await eventually(both_notified)
+    async with _logged_in(live) as me:
+        told = {n["alert_id"] for n in (await me.get("/api/notifications")).json()}
+        assert told == {mine.alert_id}
+        assert (await me.get(f"/api/alerts/{theirs.alert_id}/notifications")).status_code == 404
+        health = (await me.get("/api/health")).json()
+        assert set(health) == {"status", "degraded"}  # not the town's counters
+    assert "counters" in (await live.client.get("/api/health")).json()
+
+
 async def test_an_enterprise_user_registers_only_for_its_own_enterprise(
     live: LiveGateway,
 ) -> None:
