@@ -274,10 +274,12 @@ async def test_own_alerts_can_be_acknowledged_and_another_enterprises_are_not_fo
     await snap(page, "portal-alerts")
 
     await row.get_by_role("link").click()
+    await expect(page.locator("#alert-chart")).to_have_attribute("data-points", "1")  # the 60 %LEL
     await page.locator("#ack-form input[name=note]").fill("已安排电工到场检查")
     await page.get_by_role("button", name="确认收到").click()
     await expect(page.locator("#alert-state")).to_have_attribute("data-state", "acknowledged")
     await expect(page.locator("#notice")).to_have_text("告警已确认。")
+    await snap(page, "portal-alert")
     await expect(page.locator("#alert-history")).to_contain_text("acme-li")
     acked = (await live.client.get(f"/api/alerts/{own['id']}")).json()
     assert (acked["state"], acked["acknowledged_by"]) == ("acknowledged", "acme-li")

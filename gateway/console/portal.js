@@ -506,9 +506,10 @@ async function alertsView(gen) {
 }
 
 async function alertPage(gen, _query, alertId) {
-  let alert, history;
+  let alert, history, context;
   try {
-    [alert, history] = await Promise.all([api('GET', '/api/alerts/' + alertId), api('GET', `/api/alerts/${alertId}/history`)]);
+    [alert, history, context] = await Promise.all([api('GET', '/api/alerts/' + alertId), api('GET', `/api/alerts/${alertId}/history`),
+      api('GET', `/api/console/alerts/${alertId}/context`)]);
   } catch (e) { if (isMissing(e)) { notFound(); return; } throw e; }
   if (gen !== S.generation) return;
   const facts = el('dl', { class: 'facts' },
@@ -537,7 +538,24 @@ async function alertPage(gen, _query, alertId) {
     });
     section.append(form);
   }
-  main.replaceChildren(section, el('section', { class: 'panel' }, heading('p_history'), hist));
+  const chart = el('div', { class: 'chart', id: 'alert-chart' });
+  main.replaceChildren(section,
+    context.metric ? el('section', { class: 'panel' }, heading('p_chart'), chart) : '',
+    el('section', { class: 'panel' }, heading('p_history'), hist));
+  if (context.metric) {
+    // The metric from half an hour before the alert until now, its levels and the moment it rose.
+    const start = alert.raised_at_ms - 30 * 60e3, end = Date.now() + 60e3;
+    const q = new URLSearchParams({ device_id: alert.device_id, metric: context.metric, start_ms: String(start), end_ms: String(end) });
+    const points = await api('GET', '/api/telemetry?' + q);
+    if (gen !== S.generation) return;
+    const spec = context.metrics.find((m) => m.name === context.metric) || { unit: '' };
+    const r = context.rule;
+    const lines = r ? [{ label: t('threshold_alarm'), value: r.alarm, color: '#e53935' },
+      ...(r.prewarning !== null ? [{ label: t('threshold_prewarning'), value: r.prewarning, color: '#fb8c00' }] : [])] : [];
+    const drawn = timeChart(chart, { timeLabel: t('h_time'), label: context.metric, unit: spec.unit, points, lines,
+      markers: [{ ms: alert.raised_at_ms, label: t('f_raised'), color: '#e53935' }], height: 240, range: [start, end], empty: t('no_data') });
+    if (drawn) S.charts.push(drawn);
+  }
 }
 
 // ---------- rectification items ----------
