@@ -196,3 +196,41 @@ def test_the_default_wins_a_small_comparison() -> None:
     assert all(math.isfinite(f1) for f1 in results.values())
     best_other = max(f1 for name, f1 in results.items() if name != DEFAULT_METHOD)
     assert results[DEFAULT_METHOD] >= best_other, results
+
+
+def test_process_batch_is_each_series_own_process_many() -> None:
+    # Different lengths, irregular timestamps, late and repeated points, a NaN, a
+    # fresh and a trained scorer, two parameter sets and both seasonal classes.
+    from detectors.anomaly import SeasonalBaseline, SeasonalCusum
+    from detectors.anomaly.batch import process_batch
+
+    rng = np.random.default_rng(5)
+    series = []
+    for length in (900, 700, 700, 40, 1, 500, 650):
+        ts = T0 + np.cumsum(rng.integers(0, 30 * MIN, length)).astype(np.int64)
+        if length > 10:
+            ts[5], ts[6] = ts[6], ts[5]
+        values = 100 + 30 * np.sin(ts / DAY * 2 * np.pi) + rng.normal(0, 3, length)
+        series.append((ts, values))
+    series[5][1][100:] += 40.0  # a step
+    series[6][1][200] = np.nan
+    kinds = [
+        lambda: SeasonalCusum(),
+        lambda: SeasonalCusum(),
+        lambda: SeasonalBaseline(),
+        lambda: SeasonalCusum(h=3, buckets=48),
+        lambda: SeasonalCusum(),
+        lambda: SeasonalCusum(),
+        lambda: SeasonalCusum(),
+    ]
+    alone, together = [k() for k in kinds], [k() for k in kinds]
+    warm_ts, warm_values = _load(2)
+    for scorers in (alone, together):  # one of them has a history already
+        scorers[1].process_many(warm_ts - 3 * DAY, warm_values)
+    expected = [s.process_many(ts, v) for s, (ts, v) in zip(alone, series, strict=True)]
+    got = process_batch(together, series)
+    for e, g in zip(expected, got, strict=True):
+        np.testing.assert_allclose(g, e, rtol=1e-12, atol=0.0, equal_nan=True)
+    for a, b in zip(alone, together, strict=True):
+        assert json.loads(json.dumps(a.state())) == json.loads(json.dumps(b.state()))
+    assert max(got[5][100:110]) > 0.9  # and it still sees the step

@@ -24,6 +24,7 @@ from detectors.base import Timestamps
 
 DAY_MS = 86_400_000
 _HOUR_MS = 3_600_000
+_CACHES: dict[str, dict[int, int]] = {}
 
 
 class LocalClock:
@@ -37,7 +38,9 @@ class LocalClock:
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {tz!r}") from None
         self.tz = tz
-        self._cache: dict[int, int] = {}
+        # Shared by every clock of the zone: thousands of series on one site's zone
+        # look each hour up once.
+        self._cache = _CACHES.setdefault(tz, {})
 
     def _offset_ms(self, hour: int) -> int:
         offset = self._cache.get(hour)
@@ -57,7 +60,16 @@ class LocalClock:
     def ms_of_day_many(self, ts_ms: Timestamps) -> Timestamps:
         """:meth:`ms_of_day` over an array."""
         ts = np.asarray(ts_ms, dtype=np.int64)
-        hours, inverse = np.unique(ts // _HOUR_MS, return_inverse=True)
-        offsets = np.array([self._offset_ms(int(h)) for h in hours], dtype=np.int64)
-        result: Timestamps = (ts + offsets[inverse]) % DAY_MS
+        if len(ts) == 0:
+            return ts.copy()
+        hours = ts // _HOUR_MS
+        lo, hi = int(hours.min()), int(hours.max())
+        if hi - lo < 4 * len(ts) + 1000:
+            # A table over the hours spanned (the usual case: a batch covers days).
+            table = np.array([self._offset_ms(h) for h in range(lo, hi + 1)], dtype=np.int64)
+            offsets = table[hours - lo]
+        else:
+            unique, inverse = np.unique(hours, return_inverse=True)
+            offsets = np.array([self._offset_ms(int(h)) for h in unique], dtype=np.int64)[inverse]
+        result: Timestamps = (ts + offsets) % DAY_MS
         return result

@@ -289,6 +289,33 @@ class SeasonalBaseline:
 
     # ------------------------------------------------------------------ many points
 
+    def _prepare(
+        self, ts: Timestamps
+    ) -> tuple[Timestamps, Timestamps, Floats, Floats, Floats, Floats]:
+        """Buckets, interpolation weights and learning weights of a batch of finite points.
+
+        Advances the newest timestamp seen, so call it once per batch, right before
+        running the recursion over the batch (``process_many``, ``process_batch``).
+        """
+        nb = self._buckets
+        pos = self._clock.ms_of_day_many(ts) / self._bucket_ms - 0.5
+        pos = np.where(pos < 0, pos + nb, pos)
+        b0s = pos.astype(np.int64)
+        fs = pos - b0s
+        b1s = np.where(b0s + 1 < nb, b0s + 1, 0)
+        assert self._last_ts_ms is not None
+        prev = np.maximum.accumulate(np.concatenate(([self._last_ts_ms], ts)))
+        dts = np.minimum(np.maximum(ts - prev[:-1], 0).astype(np.float64), self._max_dt_ms)
+        self._last_ts_ms = int(prev[-1])
+        return (
+            b0s,
+            b1s,
+            fs,
+            dts / (dts + self._tau_ms),
+            dts / (dts + self._season_ms),
+            dts / (dts + self._spread_tau_ms),
+        )
+
     def process_many(self, ts_ms: Timestamps, values: Floats) -> Floats:
         """Score each point against what was learnt before it, then learn it.
 
@@ -321,19 +348,7 @@ class SeasonalBaseline:
             self.learn_one(int(ts[0]), float(vs[0]))
             out[1:] = self.process_many(ts[1:], vs[1:])
             return out
-        nb = self._buckets
-        pos = self._clock.ms_of_day_many(ts) / self._bucket_ms - 0.5
-        pos = np.where(pos < 0, pos + nb, pos)
-        b0s = pos.astype(np.int64)
-        fs = pos - b0s
-        b1s = np.where(b0s + 1 < nb, b0s + 1, 0)
-        assert self._last_ts_ms is not None
-        prev = np.maximum.accumulate(np.concatenate(([self._last_ts_ms], ts)))
-        dts = np.minimum(np.maximum(ts - prev[:-1], 0).astype(np.float64), self._max_dt_ms)
-        a_s = dts / (dts + self._tau_ms)
-        w_s = dts / (dts + self._season_ms)
-        g_s = dts / (dts + self._spread_tau_ms)
-        self._last_ts_ms = int(prev[-1])
+        b0s, b1s, fs, a_s, w_s, g_s = self._prepare(ts)
 
         profile, spread, visits = self._profile, self._spread, self._visits
         level, gs, n = self._level, self._gspread, self._n
