@@ -13,7 +13,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
-from numpy.lib.stride_tricks import sliding_window_view
 
 from detectors._state import get_float_list, get_int_list
 from detectors.base import Floats, Timestamps
@@ -27,12 +26,12 @@ _BLOCK = 32_768
 
 
 class RateOfRise:
-    """Rise rate (units per minute, e.g. °C/min) over the last few points within a window.
+    """Rise rate (units per minute, e.g. °C/min) over a few points spread across a window.
 
-    The score is the **repeated-median slope** (Siegel): for each of the last
-    ``max_points`` points no older than ``window_s`` before the newest one, the
-    median of its slopes to the others; the score is the median of those. Why
-    this estimator:
+    The score is the **repeated-median slope** (Siegel) of at most ``max_points``
+    kept points no older than ``window_s`` before the newest one: for each
+    point, the median of its slopes to the others; the score is the median of
+    those. Why this estimator:
 
     * a least-squares slope, or the plain difference over the window, is moved by
       every sample: one +30 °C glitch among a few points 10 s apart reads as a
@@ -50,9 +49,16 @@ class RateOfRise:
       works directly on irregular timestamps.
 
     At most ``max_points`` points are kept, so each point costs O(1)
-    (``max_points**2`` slopes at most). The window is measured back from the
-    newest point, so a gap longer than ``window_s`` restarts it: the score is NaN
-    (no opinion) until ``min_points`` points fall in the window again.
+    (``max_points**2`` slopes at most), and they are **spread over the window**:
+    a point closer than ``window_s / (max_points - 2)`` to the last spaced point
+    replaces the newest kept point instead of being added. Keeping merely the
+    last few points would measure a device that reports every second over its
+    last 8 seconds, where ±0.3 °C of noise or one 0.1 °C resolution step reads
+    as several °C/min; spread out, the rate is the trend over the whole window.
+    A slowly reporting device keeps every point. The window is measured back
+    from the newest point, so a gap longer than ``window_s`` restarts it: the
+    score is NaN (no opinion) until ``min_points`` points fall in the window
+    again.
 
     The score of a point includes the point itself (the rate *now*). Points
     not newer than the newest one learnt (a repeated or late delivery) and
@@ -97,13 +103,21 @@ class RateOfRise:
     True
     """
 
-    __slots__ = ("_max_points", "_min_points", "_ts", "_values", "_window_ms", "window_s")
+    __slots__ = (
+        "_max_points",
+        "_min_points",
+        "_spacing_ms",
+        "_ts",
+        "_values",
+        "_window_ms",
+        "window_s",
+    )
 
     def __init__(self, window_s: float = 60.0, min_points: int = 3, *, max_points: int = 8) -> None:
         if not (math.isfinite(window_s) and window_s > 0):
             raise ValueError(f"window_s must be a finite number > 0, got {window_s}")
-        if not 2 <= max_points <= 64:
-            raise ValueError(f"max_points must be in 2..64, got {max_points}")
+        if not 3 <= max_points <= 64:
+            raise ValueError(f"max_points must be in 3..64, got {max_points}")
         if not 2 <= min_points <= max_points:
             raise ValueError(
                 f"min_points must be in 2..max_points ({max_points}), got {min_points}"
@@ -112,7 +126,11 @@ class RateOfRise:
         self._window_ms = self.window_s * 1000.0
         self._min_points = min_points
         self._max_points = max_points
-        # The newest points, oldest first; timestamps strictly increasing.
+        # Kept points are about this far apart, so max_points of them span the window
+        # (the newest learnt point and the candidate come on top of the spaced ones).
+        self._spacing_ms = max(1, math.ceil(self._window_ms / (max_points - 2)))
+        # The kept points, oldest first; timestamps strictly increasing; the last one
+        # is always the newest point learnt.
         self._ts: list[int] = []
         self._values: list[float] = []
 
@@ -143,6 +161,10 @@ class RateOfRise:
     def learn_one(self, ts_ms: int, value: float) -> None:
         ts_ms, value = int(ts_ms), float(value)
         if not self._accepts(ts_ms, value):
+            return
+        if len(self._ts) >= 2 and ts_ms - self._ts[-2] < self._spacing_ms:
+            # Too close to the last spaced point: the newest point moves forward.
+            self._ts[-1], self._values[-1] = ts_ms, value
             return
         self._ts.append(ts_ms)
         self._values.append(value)
@@ -176,31 +198,9 @@ class RateOfRise:
         """Score then learn each point in order, vectorised; same as the streaming loop."""
         if len(ts_ms) <= _SHORT:
             return process_loop(self, ts_ms, values)
-        ts = np.asarray(ts_ms, dtype=np.int64)
-        vs = np.asarray(values, dtype=np.float64)
-        n, k = len(ts), self._max_points
-        finite = np.isfinite(vs)
-        last = self._ts[-1] if self._ts else NEVER
-        # A point is learnt when it is newer than every finite point before it.
-        newest = np.maximum.accumulate(np.concatenate(([last], np.where(finite, ts, NEVER))))
-        ok = finite & (ts > newest[:-1])
-        scores = np.full(n, np.nan)
-        if not ok.any():
-            return scores
-        all_ts = np.concatenate((np.array(self._ts, dtype=np.int64), ts[ok]))
-        all_vs = np.concatenate((np.array(self._values, dtype=np.float64), vs[ok]))
-        before = len(self._ts)
-        # Row r of the windows: the k points ending at all_ts[before + r], left-padded.
-        padded_ts = np.concatenate((np.full(k - 1, all_ts[0]), all_ts))
-        padded_vs = np.concatenate((np.zeros(k - 1), all_vs))
-        rows_ts = sliding_window_view(padded_ts, k)[before:]
-        rows_vs = sliding_window_view(padded_vs, k)[before:]
-        position = np.arange(before, len(all_ts))[:, None] + np.arange(1 - k, 1)[None, :]
-        valid = (position >= 0) & (rows_ts >= (all_ts[before:] - self._window_ms)[:, None])
-        scores[ok] = self._score_rows(rows_ts, rows_vs, valid)
-        self._ts = all_ts[-k:].tolist()
-        self._values = all_vs[-k:].tolist()
-        return scores
+        bounds = np.array([0, len(ts_ms)], dtype=np.intp)
+        scores = RateOfRise._process([self], ts_ms, values, bounds)
+        return process_loop(self, ts_ms, values) if scores is None else scores
 
     @classmethod
     def process_groups(
@@ -226,6 +226,16 @@ class RateOfRise:
             (s._window_ms, s._min_points, s._max_points) != params for s in scorers
         ):
             return None
+        return cls._process(scorers, ts_ms, values, bounds)
+
+    @staticmethod
+    def _process(
+        scorers: Sequence[RateOfRise],
+        ts_ms: Timestamps,
+        values: Floats,
+        bounds: npt.NDArray[np.intp],
+    ) -> Floats | None:
+        first = scorers[0]
         ts = np.asarray(ts_ms, dtype=np.int64)
         vs = np.asarray(values, dtype=np.float64)
         n, groups, k = len(ts), len(scorers), first._max_points
@@ -245,8 +255,10 @@ class RateOfRise:
         learnt_per = np.bincount(gid[learnt], minlength=groups)
         size = kept + learnt_per
         seg_start = np.concatenate(([0], np.cumsum(size)[:-1]))
-        all_ts = np.empty(int(size.sum()), dtype=np.int64)
-        all_vs = np.empty(len(all_ts), dtype=np.float64)
+        seg_end = seg_start + size
+        total = int(size.sum())
+        all_ts = np.empty(total, dtype=np.int64)
+        all_vs = np.empty(total, dtype=np.float64)
         kept_first = np.concatenate(([0], np.cumsum(kept)[:-1]))
         kept_pos = np.repeat(seg_start - kept_first, kept) + np.arange(int(kept.sum()))
         all_ts[kept_pos] = [t for s in scorers for t in s._ts]
@@ -255,23 +267,87 @@ class RateOfRise:
         learnt_first = np.concatenate(([0], np.cumsum(learnt_per)[:-1]))
         pos = seg_start[g] + kept[g] + np.arange(len(learnt)) - learnt_first[g]
         all_ts[pos], all_vs[pos] = ts[learnt], vs[learnt]
-        # Windows of k points ending at each learnt point, not reaching into the series before.
-        padded_ts = np.concatenate((np.full(k - 1, all_ts[0]), all_ts))
-        padded_vs = np.concatenate((np.zeros(k - 1), all_vs))
-        rows_ts = sliding_window_view(padded_ts, k)[pos]
-        rows_vs = sliding_window_view(padded_vs, k)[pos]
-        position = pos[:, None] + np.arange(1 - k, 1)[None, :]
-        valid = (position >= seg_start[g][:, None]) & (
-            rows_ts >= (all_ts[pos] - first._window_ms)[:, None]
+        spaced = first._spaced(all_ts, seg_start, seg_end, kept)
+        if spaced is None:
+            return None
+        # Each learnt point is scored with the kept points before it: the last k - 2
+        # spaced points before its predecessor, its predecessor (the newest learnt
+        # point, always kept) and itself.
+        c = np.searchsorted(spaced, pos - 1, side="left")
+        cols = c[:, None] + np.arange(2 - k, 0)[None, :]
+        spaced_pad = np.concatenate((spaced, [0]))  # index -1 lands on the pad
+        idx = np.concatenate(
+            (spaced_pad[np.where(cols >= 0, cols, len(spaced))], (pos - 1)[:, None], pos[:, None]),
+            axis=1,
         )
+        in_series = idx >= seg_start[g][:, None]
+        in_series[:, :-2] &= cols >= 0
+        idx = np.where(in_series, idx, pos[:, None])
+        rows_ts = all_ts[idx]
+        rows_vs = all_vs[idx]
+        valid = in_series & (rows_ts >= (all_ts[pos] - first._window_ms)[:, None])
         scores[learnt] = first._score_rows(rows_ts, rows_vs, valid)
+        # The state: the last k - 1 spaced points of each series and its newest point.
         ts_list, vs_list = all_ts.tolist(), all_vs.tolist()
-        for scorer, start, end in zip(
-            scorers, seg_start.tolist(), (seg_start + size).tolist(), strict=True
-        ):
-            scorer._ts = ts_list[max(start, end - k) : end]
-            scorer._values = vs_list[max(start, end - k) : end]
+        per_series = np.searchsorted(spaced, seg_end - 1, side="left")
+        lo_series = np.searchsorted(spaced, seg_start, side="left")
+        spaced_list = spaced.tolist()
+        for i, scorer in enumerate(scorers):
+            end = int(seg_end[i])
+            if end == int(seg_start[i]):
+                continue
+            keep = spaced_list[
+                max(int(lo_series[i]), int(per_series[i]) - (k - 1)) : int(per_series[i])
+            ]
+            keep.append(end - 1)
+            scorer._ts = [ts_list[j] for j in keep]
+            scorer._values = [vs_list[j] for j in keep]
         return scores
+
+    def _spaced(
+        self,
+        all_ts: Timestamps,
+        seg_start: npt.NDArray[np.int64],
+        seg_end: npt.NDArray[np.int64],
+        kept: npt.NDArray[np.int64],
+    ) -> npt.NDArray[np.int64] | None:
+        """Indices of the points that end up kept as spaced points (not the newest one).
+
+        The streaming rule: a point closer than the spacing to the last spaced point
+        replaces the newest one, otherwise the newest becomes a spaced point. So the
+        spaced point after ``f`` is the last point before ``t[f] + spacing`` (or the
+        next point if none), once a later point exists: one hop per spaced point,
+        the targets found for every point at once.
+        """
+        groups = len(seg_start)
+        sizes = seg_end - seg_start
+        gid = np.repeat(np.arange(groups, dtype=np.int64), sizes)
+        low = int(all_ts.min())
+        span = int(all_ts.max()) - low + self._spacing_ms + 2
+        if span >= (1 << 62) // max(groups, 1):
+            return None
+        key = gid * span + (all_ts - low)
+        target = np.searchsorted(key, key + self._spacing_ms, side="left")
+        target = np.minimum(target, seg_end[gid])
+        hops = np.maximum(np.arange(len(all_ts)) + 1, target - 1).tolist()
+        spaced: list[int] = []
+        for lo, hi, m in zip(seg_start.tolist(), seg_end.tolist(), kept.tolist(), strict=True):
+            if hi == lo:
+                continue
+            if m >= 2:
+                spaced.extend(range(lo, lo + m - 1))
+                f = lo + m - 2
+            elif lo + 1 < hi:
+                spaced.append(lo)
+                f = lo
+            else:
+                continue
+            while True:
+                f = hops[f]
+                if f + 1 >= hi:
+                    break
+                spaced.append(f)
+        return np.array(spaced, dtype=np.int64)
 
     def _score_rows(
         self,

@@ -93,6 +93,24 @@ def test_a_step_that_stays_is_a_fast_rise_and_then_no_rise() -> None:
     assert np.nanmax(np.abs(scores[ts > step + 70_000])) < 1.0
 
 
+def test_a_device_reporting_every_second_is_measured_over_the_whole_window() -> None:
+    # An electrical fire monitor sending every second, 0.1 °C resolution, ±0.3 °C noise:
+    # over its last 8 seconds that noise alone reads as several °C/min. Kept points are
+    # spread over the 10 min window instead, so the score is the cable's real trend.
+    rng = np.random.default_rng(4)
+    ts = T0 + np.arange(0, 40 * MIN, 1_000, dtype=np.int64)
+    minutes = (ts - T0) / MIN
+    trend = np.where(minutes < 20, 0.0, 0.5 * (minutes - 20))  # 0.5 °C/min from minute 20
+    values = np.round(45.0 + trend + rng.uniform(-0.3, 0.3, size=len(ts)), 1)
+    ror = RateOfRise(window_s=600, min_points=4)
+    scores = ror.process_many(ts, values)
+    flat = scores[(minutes >= 10) & (minutes < 20)]
+    assert np.nanmax(np.abs(flat)) < 0.5
+    rising = scores[minutes >= 31]
+    assert np.all(np.abs(rising - 0.5) < 0.25), (rising.min(), rising.max())
+    assert len(ror.state()["ts_ms"]) <= 8  # type: ignore[arg-type]
+
+
 def test_a_gap_longer_than_the_window_restarts_it() -> None:
     ror = RateOfRise(window_s=60, min_points=3)
     for i in range(6):
