@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import pytest
@@ -214,14 +216,14 @@ def test_process_batch_is_each_series_own_process_many() -> None:
         series.append((ts, values))
     series[5][1][100:] += 40.0  # a step
     series[6][1][200] = np.nan
-    kinds = [
-        lambda: SeasonalCusum(),
-        lambda: SeasonalCusum(),
-        lambda: SeasonalBaseline(),
-        lambda: SeasonalCusum(h=3, buckets=48),
-        lambda: SeasonalCusum(),
-        lambda: SeasonalCusum(),
-        lambda: SeasonalCusum(),
+    kinds: list[Callable[[], SeasonalBaseline]] = [
+        SeasonalCusum,
+        SeasonalCusum,
+        SeasonalBaseline,
+        partial(SeasonalCusum, h=3, buckets=48),
+        SeasonalCusum,
+        SeasonalCusum,
+        SeasonalCusum,
     ]
     alone, together = [k() for k in kinds], [k() for k in kinds]
     warm_ts, warm_values = _load(2)
