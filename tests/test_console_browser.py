@@ -660,3 +660,57 @@ async def test_board_shows_a_lost_connection_and_catches_up(
         await expect(page.locator("#live")).to_have_attribute("data-state", "live", timeout=15_000)
         await expect(page.locator("#conn-lost")).to_be_hidden()
         await expect(hazard_rows(page)).to_have_count(1)
+
+
+async def test_silence_and_rectification_item_from_the_alert_page(
+    users: LiveGateway, page: Page
+) -> None:
+    live = users
+    async with simulation(live, town_scenario()) as run:
+        await sleep_until(run.at_ms(FIRE_AT_S))
+        gas = by_device(await open_alerts(live, 3), "xw3-gas")
+        await open_board(page, live)
+        await page.goto(f"{live.base_url}/alert.html?id={gas['id']}")
+        await expect(page.locator("#a-title")).to_have_text("可燃气体浓度超限")
+
+        # A maintenance window on the detector: the alert stays, marked muted.
+        await page.locator("#act-silence").click()
+        dialog = page.locator("#silence-dialog")
+        await dialog.locator("select[name=duration]").select_option("1800")
+        await dialog.locator("input[name=reason]").fill("检修加油岛探测器")
+        await dialog.locator("button.confirm").click()
+        await expect(dialog).to_be_hidden()
+        await expect(page.locator("#message")).to_contain_text("已静默至")
+        await expect(page.locator("#a-flags")).to_contain_text("已静默")
+        silences = (await live.client.get("/api/silences")).json()
+        assert [(s["device_id"], s["reason"], s["created_by"]) for s in silences] == [
+            ("xw3-gas", "检修加油岛探测器", DUTY[0])
+        ]
+        assert silences[0]["ends_at_ms"] - silences[0]["starts_at_ms"] == 1_800_000
+        assert silences[0]["muted_alert_ids"] == [gas["id"]]
+
+        # The hazard goes on the enterprise's rectification list.
+        await page.locator("#act-rectify").click()
+        dialog = page.locator("#rectify-dialog")
+        await expect(dialog.locator("input[name=assignee]")).to_have_value(FUEL)
+        await dialog.locator("input[name=deadline]").fill("2099-01-31")
+        await dialog.locator("button.confirm").click()
+        await expect(dialog).to_be_hidden()
+        await expect(page.locator("#message")).to_contain_text("已生成整改单")
+        items = (await live.client.get("/api/rectifications")).json()
+        assert [(i["alert_id"], i["site_id"], i["assignee"], i["created_by"]) for i in items] == [
+            (gas["id"], "xw3", FUEL, DUTY[0])
+        ]
+        # A bare date is the end of that day (the API's rule).
+        assert items[0]["deadline"] == "2099-02-01T00:00:00.000+08:00"
+
+        # The escalation chain that applies, in words.
+        await page.locator("#act-escalate").click()
+        await expect(page.locator("#escalate-dialog")).to_be_visible()
+        chain = page.locator("#escalate-list")
+        await expect(chain.locator("h3")).to_have_text(["orange-hazard"])  # the first that matches
+        await expect(chain.locator("li")).to_have_text(
+            ["0 秒后: 场所负责人 (gateway-log)", "600 秒后: 社区网格员 (gateway-log)"]
+        )
+        await page.locator("#escalate-dialog button.cancel").click()
+        await expect(page.locator("#escalate-dialog")).to_be_hidden()

@@ -150,7 +150,10 @@ async function refresh() {
 }
 
 // ---------- actions ----------
-function formError(form, text) { const p = $('.form-error', form); p.textContent = text; p.hidden = !text; }
+function formError(form, text) {
+  const p = $('.form-error', form);
+  if (p) { p.textContent = text; p.hidden = !text; }
+}
 function dialog(id) {
   const d = $(id), form = $('form', d);
   $('.cancel', form).addEventListener('click', () => d.close());
@@ -204,7 +207,9 @@ function policyMatches(p, x) {
 $('#act-escalate').addEventListener('click', async () => {
   const list = $('#escalate-list'), en = getLang() === 'en';
   try { if (!S.policies) S.policies = await api('GET', '/api/escalation-policies'); } catch (e) { showMessage(e.message); return; }
-  const matching = S.policies.filter((p) => policyMatches(p, a()));
+  // Policies are tried in order and the first that matches is the alert's chain.
+  const first = S.policies.find((p) => policyMatches(p, a()));
+  const matching = first ? [first] : [];
   list.replaceChildren(...(matching.length ? matching.map((p) => el('div', { class: 'policy' },
     el('h3', { text: p.name }),
     el('ol', {}, ...p.steps.map((s) => el('li', {
