@@ -32,6 +32,7 @@ import numpy.typing as npt
 from alerts.model import Stage
 from detectors._state import get_dict, get_int, get_opt_int
 from detectors.base import Floats, Scorer, StageChange, Timestamps
+from detectors.vectorised import process_loop
 
 Direction = Literal["above", "below", "outside"]
 #: A bound: one number for above/below, ``(low, high)`` for outside.
@@ -75,11 +76,7 @@ def score_and_learn(scorer: Scorer, ts_ms: Timestamps, values: Floats) -> Floats
     many = getattr(scorer, "process_many", None)
     if many is not None:
         return np.asarray(many(ts_ms, values), dtype=np.float64)
-    scores = np.empty(len(values), dtype=np.float64)
-    for i, (t, v) in enumerate(zip(ts_ms.tolist(), values.tolist(), strict=True)):
-        scores[i] = scorer.score_one(t, v)
-        scorer.learn_one(t, v)
-    return scores
+    return process_loop(scorer, ts_ms, values)
 
 
 def _band(direction: Direction, bound: Bound, what: str) -> Band:

@@ -574,13 +574,13 @@ def test_run_rule_equals_the_bank_point_by_point(rule_name: str) -> None:
 
 def test_a_large_batch_takes_the_vectorised_path_with_the_same_signals() -> None:
     rng = np.random.default_rng(2)
-    n = 200
+    n = 400
     assert n >= BATCH_MIN
     readings = []
     for i in range(n):
         readings.append(Reading("efm-1", "residual_current_ma", i * 1000,
                                 float(250 + rng.normal(0, 60))))
-        readings.append(Reading("efm-1", "cable_temp_1_c", i * 1000, float(55 + i * 0.5)))
+        readings.append(Reading("efm-1", "cable_temp_1_c", i * 1000, float(55 + i * 0.25)))
         readings.append(Reading("efm-2", "residual_current_ma", i * 1000, 400.0))
     batch = bank_of(EFM).on_readings(readings)
     loop_bank = bank_of(EFM)
