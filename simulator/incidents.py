@@ -604,8 +604,12 @@ def _check_hold(where: str, ramp: _Ramp, end_s: float, interval_s: float) -> Non
 
 
 def _rule_for(profile: Profile, metric: str, name: str | None) -> ThresholdRule | None:
+    """The rule ``name`` on ``metric``, or the first plain threshold on it (a ramp's peak is
+    a reading, so it is measured against a threshold, not a rate or a drift)."""
     for rule in profile.rules:
-        if rule.metric == metric and (name is None or rule.name == name):
+        if rule.metric != metric:
+            continue
+        if rule.name == name or (name is None and rule.type == "threshold"):
             return rule
     return None
 

@@ -408,7 +408,7 @@ class DeviceSignals:
         low = 0.0 if spec.min <= 0.0 <= spec.max else spec.min
         centre = low + 0.1 * (spec.max - low)
         for rule in self.profile.rules:
-            if rule.metric == metric and rule.direction == "above":
+            if rule.metric == metric and rule.type == "threshold" and rule.direction == "above":
                 first = rule.prewarning.value if rule.prewarning else rule.alarm.value
                 centre = min(centre, low + 0.5 * (first - low))
         if given is not None:

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import paho.mqtt.client as mqtt
 import pytest
 import yaml
@@ -28,9 +30,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 from gateway.errors import BrokerError
 from gateway.profiles import Profile, load_profiles
 from gateway.registry_model import Device, Site
+from simulator.batch import Batch, generate
+from simulator.evaluation import evaluation_town, monday_start_ms
 from simulator.payloads import FieldEncoder, split_topic
 from simulator.runner import SimulationReport, Simulator, parse_broker_url, simulate
 from simulator.scenario import (
+    EVALUATION_KINDS,
     INCIDENT_KINDS,
     MALFORMED_REASONS,
     Scenario,
@@ -88,6 +93,8 @@ def test_normal_signals_stay_in_range_and_raise_nothing(profile: str, seed: int)
             assert isinstance(value, int | float) and not isinstance(value, bool)
             assert math.isfinite(value) and m.min <= value <= m.max, (metric, value)
         for rule in spec.rules:
+            if rule.type != "threshold":
+                continue  # scores of rates, drifts, ... are not readings
             first = rule.prewarning or rule.alarm
             value = float(values[rule.metric])
             if rule.direction == "above":
@@ -854,3 +861,143 @@ def test_demo_town_alerts_within_a_minute() -> None:
         ("cable_overheat", "cable_temp_1"),
         ("dust_blockage", "pressure_diff"),
     }
+
+
+# --- array-at-a-time generation for evaluations (simulator.batch) ---------------------------
+
+
+def test_sample_many_matches_the_per_sample_models() -> None:
+    profile = PROFILES["electrical_fire_monitor"]
+    ts = [1_796_054_400_000 + i * 60_000 for i in range(1440)]
+    one = DeviceSignals(profile, "efm-a", 5)
+    per_sample = [one.sample(t) for t in ts]
+    many = DeviceSignals(profile, "efm-a", 5).sample_many(np.array(ts, dtype=np.int64))
+    again = DeviceSignals(profile, "efm-a", 5).sample_many(np.array(ts, dtype=np.int64))
+    for metric, values in many.items():
+        spec = profile.metrics[metric]
+        assert values.shape == (1440,)
+        assert ((values >= spec.min) & (values <= spec.max)).all()
+        assert np.array_equal(values, again[metric])  # reproducible from the seed
+        mean = float(np.mean([float(s[metric]) for s in per_sample]))
+        assert abs(float(values.mean()) - mean) <= 0.05 * abs(mean) + 0.5, metric
+    # a day of load follows the working-day curve: busy at 10:00, quiet at 03:00 (UTC+8)
+    current = many["current_a"]
+    assert current[10 * 60] > 2 * current[3 * 60]
+    meter = DeviceSignals(PROFILES["power_meter"], "pm-a", 5).sample_many(np.array(ts))
+    assert (np.diff(meter["energy_kwh"]) >= 0).all()
+
+
+def _mini(incidents: list[dict[str, Any]], **site: Any) -> Scenario:
+    return parse_scenario(
+        {
+            "name": "mini",
+            "duration_s": 6 * 3600,
+            "sites": [
+                {
+                    "id": "s1", "name": "厂", "village": "村", "industry": "dust_factory",
+                    "enterprise": "e1", **site,
+                    "devices": [
+                        {"id": "efm", "profile": "electrical_fire_monitor", "interval_s": 60,
+                         "metrics": ["residual_current_ma", "voltage_v", "cable_temp_1_c"]},
+                        {"id": "pm", "profile": "power_meter", "interval_s": 900},
+                        {"id": "smoke", "profile": "smoke_alarm_nbiot", "interval_s": 3600},
+                        {"id": "heat", "profile": "heat_detector", "interval_s": 15},
+                    ],
+                }
+            ],
+            "incidents": incidents,
+        },
+        "<mini>",
+        PROFILES,
+    )  # fmt: skip
+
+
+def _batch_series(
+    batch: Batch, device: str, metric: str
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    d, m = batch.device_ids.index(device), batch.metrics.index(metric)
+    sel = (batch.device == d) & (batch.metric == m)
+    return batch.arrival_ms[sel], batch.ts_ms[sel], batch.value[sel]
+
+
+def test_batch_runs_incidents_through_their_own_hooks() -> None:
+    H = 3600
+    scenario = _mini(
+        [
+            {"kind": "offline", "device": "efm", "at_s": 1 * H, "duration_s": 1800,
+             "params": {"announce": True}},
+            {"kind": "backfill", "device": "efm", "at_s": 2 * H, "duration_s": 1800},
+            {"kind": "stuck", "device": "efm", "at_s": 3 * H, "duration_s": 1800,
+             "params": {"metric": "voltage_v"}},
+            {"kind": "pinned", "device": "efm", "at_s": 4 * H, "duration_s": 1800,
+             "params": {"metric": "cable_temp_1_c"}},
+            {"kind": "spiky", "device": "efm", "at_s": 5 * H, "duration_s": 1800,
+             "params": {"metric": "residual_current_ma", "jump_frac": 0.2}},
+            {"kind": "fire", "device": "smoke", "at_s": 30 * 60, "duration_s": 600,
+             "params": {"heat_device": "heat"}},
+        ]
+    )  # fmt: skip
+    start = monday_start_ms()
+    batch = generate(scenario, start, PROFILES)
+    assert (np.diff(batch.arrival_ms) >= 0).all()
+    arrival, ts, _ = _batch_series(batch, "efm", "residual_current_ma")
+    offset = (ts - start) / 1000
+    assert not ((offset >= H) & (offset < 1.5 * H)).any()  # nothing while offline
+    held = (offset >= 2 * H) & (offset < 2.5 * H)
+    assert held.sum() == 30 and (arrival[held] == start + int(2.5 * H * 1000)).all()  # backfill
+    offline = [s for _, s in batch.statuses if s.device_id == "efm" and not s.online]
+    assert [s.ts_ms for s in offline] == [start + H * 1000]
+    _, ts_v, volts = _batch_series(batch, "efm", "voltage_v")
+    stuck = volts[((ts_v - start) / 1000 >= 3 * H) & ((ts_v - start) / 1000 < 3.5 * H)]
+    assert len(set(stuck.tolist())) == 1 and len(set(volts.tolist())) > 10
+    _, ts_c, cable = _batch_series(batch, "efm", "cable_temp_1_c")
+    pinned = cable[((ts_c - start) / 1000 >= 4 * H) & ((ts_c - start) / 1000 < 4.5 * H)]
+    assert (pinned == PROFILES["electrical_fire_monitor"].metrics["cable_temp_1_c"].max).all()
+    spiky = _batch_series(batch, "efm", "residual_current_ma")[2][
+        (offset >= 5 * H) & (offset < 5.5 * H)
+    ]
+    assert np.abs(np.diff(spiky)).min() > 500  # 0.2 x 3000 mA, every other reading
+    events = [(e.device_id, e.type) for _, e in batch.events]
+    assert events == [("smoke", "smoke_alarm"), ("smoke", "smoke_clear")]
+    _, _, heat = _batch_series(batch, "heat", "temperature_c")
+    assert heat.max() > 70
+    kinds = {t.kind for t in batch.truth}
+    assert kinds == {"offline", "backfill", "stuck", "pinned", "spiky", "fire"}
+
+
+def test_shutdowns_drop_the_load_and_illegal_production_brings_it_back() -> None:
+    H = 3600
+    scenario = _mini(
+        [{"kind": "illegal_production", "device": "pm", "at_s": 4 * H, "duration_s": 2 * H}],
+        shutdowns=[{"at_s": 2 * H, "duration_s": 4 * H}],
+    )
+    start = monday_start_ms() + 8 * H * 1000  # 08:00 local: a working morning
+    batch = generate(scenario, start, PROFILES)
+    _, ts, kw = _batch_series(batch, "pm", "active_power_kw")
+    hour = (ts - start) / 3_600_000
+    working, shut, illegal = kw[hour < 2], kw[(hour >= 2) & (hour < 4)], kw[hour >= 4]
+    assert shut.max() < 0.2 * working.min()
+    assert illegal.min() > 5 * shut.max()
+    truth = next(t for t in batch.truth if t.kind == "illegal_production")
+    assert truth.expected_rule == "illegal_production"
+
+
+def test_production_incidents_must_lie_in_a_shutdown() -> None:
+    with pytest.raises(ScenarioError, match="must lie inside one of site 's1'"):
+        _mini([{"kind": "holiday_load", "device": "pm", "at_s": 60, "duration_s": 600}])
+    with pytest.raises(ScenarioError, match="no number metric 'gas_lel_pct'"):
+        _mini([{"kind": "stuck", "device": "efm", "at_s": 60, "duration_s": 600,
+                "params": {"metric": "gas_lel_pct"}}])  # fmt: skip
+
+
+def test_the_evaluation_town_covers_every_evaluation_kind_in_a_week() -> None:
+    week = evaluation_town(days=7)
+    kinds = {i.kind for i in week.incidents}
+    assert set(EVALUATION_KINDS) <= kinds
+    assert {"fire", "leakage_creep", "offline", "backfill", "duplicates"} <= kinds
+    labels = {(i.kind, i.label) for i in week.incidents}
+    assert {("leakage_creep", "slow"), ("pressure_drift", "within_noise"),
+            ("holiday_load", "not_production")} <= labels  # fmt: skip
+    short = evaluation_town(days=2)
+    assert 0 < len(short.incidents) < len(week.incidents)
+    assert all(i.end_s <= 2 * 86_400 for i in short.incidents)
