@@ -714,3 +714,17 @@ async def test_silence_and_rectification_item_from_the_alert_page(
         )
         await page.locator("#escalate-dialog button.cancel").click()
         await expect(page.locator("#escalate-dialog")).to_be_hidden()
+
+
+async def test_a_session_ended_elsewhere_sends_the_board_to_the_login_page(
+    users: LiveGateway, page: Page, context: BrowserContext
+) -> None:
+    live = users
+    await open_board(page, live)
+    # Signed out in another tab of the same browser: the open board notices by itself.
+    other = await context.new_page()
+    await other.goto(f"{live.base_url}/sites.html")
+    await other.locator("#logout").click()
+    await other.wait_for_url(f"{live.base_url}/login.html")
+    await page.wait_for_url(f"{live.base_url}/login.html", timeout=15_000)
+    await expect(page.locator("#login-form")).to_be_visible()
