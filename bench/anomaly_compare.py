@@ -537,6 +537,27 @@ def _render(rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def debounce_table(seed: int, series_per_kind: int, days: int) -> str:
+    """The default method under every debounce of the grid, on the reported seed."""
+    test_set = make_dataset(seed + 1, series_per_kind, days)
+    scores = [METHODS[DEFAULT_METHOD]().process_many(s.ts, s.values) for s in test_set]  # type: ignore[attr-defined]
+    rows = [["debounce", "recall", "precision", "F1", "FA/series-day", "delay med"]]
+    for d in [*grid(), recommended()]:
+        q = judge(test_set, scores, d)
+        delays = np.array(q.delays_ms, dtype=np.float64)
+        rows.append(
+            [
+                d.label() + (" (recommended)" if d == recommended() else ""),
+                _pct(q.recall),
+                _pct(q.precision),
+                f"{q.f1:.3f}",
+                f"{q.false_per_day:.3f}",
+                _hours(float(np.median(delays)) if len(delays) else math.nan),
+            ]
+        )
+    return _render(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m bench.anomaly_compare",
@@ -559,6 +580,9 @@ def main(argv: list[str] | None = None) -> int:
     results = compare(args.seed, args.series, args.days, with_river=not args.no_river)
     print(quality_table(results))
     print(f"recommended debounce: {recommended().label()}, hysteresis {recommended().hysteresis:g}")
+    print()
+    print(f"debounce grid for {DEFAULT_METHOD} (Staged over its scores, reported seed)")
+    print(debounce_table(args.seed, args.series, args.days))
     costs, reference = measure_cost(args.cost_series, args.cost_points, not args.no_river)
     print()
     print(cost_table(costs, reference, args.cost_series))
