@@ -22,14 +22,15 @@ Two rules per meter, both ``hazard="illegal_production"``, orange:
   begins (working hours of a working day outside any period).
 
 Baselines are configured per enterprise (``Enterprise.baseline_day_kwh`` /
-``baseline_load_kw``) or learned: the baseline load is the median of the mean
-off-hours load of the last ``learn_days`` days without an alert (at least
-``min_learned`` of them), the baseline day the median energy of the last
-non-production days (shutdown, holiday, non-working weekday) without an alert that
-the meter covered for ``min_day_coverage_h``; until enough of those exist it is
-24 h x the baseline load. Learning off-hours load on ordinary working days makes
-the baseline *higher* where a plant runs its compressors at night, i.e. errs
-towards fewer alarms.
+``baseline_load_kw``) or learned, from days without an alert only. The *shutdown
+baseline* proper is what the plant draws on a non-production day (shutdown,
+holiday, non-working weekday, covered for ``min_day_coverage_h``): the baseline load
+is the median of the mean load of the last ``learn_days`` such days (from
+``min_idle_days`` on). Until the meter has seen one, it is the median of the mean
+off-hours load of the last ordinary days (at least ``min_learned``): higher where a
+plant runs compressors at night, i.e. erring towards fewer alarms. The baseline day
+is the median energy of the last non-production days (at least ``min_learned``),
+else 24 h x the baseline load.
 
 Day energy comes from the cumulative register (``energy_kwh``; a drop is a reset
 or roll-over and is skipped); a meter that never sent one has its load integrated
@@ -126,8 +127,10 @@ class ProductionParams:
     load_samples: int = 2
     #: How many learned days the baselines keep (median of these).
     learn_days: int = 7
-    #: Learned days needed before a learned baseline is used.
+    #: Ordinary nights needed before they make a baseline load (or a baseline day).
     min_learned: int = 3
+    #: Non-production days (weekend, holiday, shutdown) that make the baseline load instead.
+    min_idle_days: int = 1
     #: Off-hours load readings a day needs to count towards the baseline load.
     min_quiet_samples: int = 4
     #: Hours of a day the meter must cover for it to count towards the baseline day.
@@ -144,7 +147,7 @@ class _Meter:
     day_last_ms: int | None = None
     day_kwh: float = 0.0  # whole day
     shutdown_kwh: float = 0.0  # while a shutdown order was in force
-    quiet_sum: float = 0.0  # off-hours load readings of the day
+    quiet_sum: float = 0.0  # load readings of the day when idle (off hours, or all day)
     quiet_n: int = 0
     quiet_day: bool = False  # a day without production: shutdown, holiday, non-working
     alerted: bool = False  # an alert was active at some point of the day
@@ -157,7 +160,8 @@ class _Meter:
     energy_baseline: float | None = None
     night_active: bool = False
     night_run: int = 0
-    nights: list[float] = field(default_factory=list)
+    nights: list[float] = field(default_factory=list)  # ordinary days' off-hours load
+    idle: list[float] = field(default_factory=list)  # non-production days' load
     days: list[float] = field(default_factory=list)
     #: The local day's bounds (a cache, not state: recomputed after a restore).
     local: LocalDay | None = None
@@ -183,6 +187,7 @@ class _Meter:
             "night_active": self.night_active,
             "night_run": self.night_run,
             "nights": list(self.nights),
+            "idle": list(self.idle),
             "days": list(self.days),
         }
 
@@ -208,6 +213,7 @@ class _Meter:
             night_active=get_bool(raw, "night_active"),
             night_run=get_int(raw, "night_run"),
             nights=get_float_list(raw, "nights"),
+            idle=get_float_list(raw, "idle"),
             days=get_float_list(raw, "days"),
         )
 
@@ -393,13 +399,16 @@ class ProductionDetector:
         self, device_id: str, meter: _Meter, calendar: Calendar, end_ms: int, signals: list[Signal]
     ) -> None:
         p = self.params
-        if meter.quiet_n >= p.min_quiet_samples and not meter.alerted:
-            _push(meter.nights, meter.quiet_sum / meter.quiet_n, p.learn_days)
         covered_h = (
             0.0
             if meter.day_first_ms is None or meter.day_last_ms is None
             else (meter.day_last_ms - meter.day_first_ms) / _HOUR_MS
         )
+        learn = meter.quiet_n >= p.min_quiet_samples and not meter.alerted
+        if learn and not meter.quiet_day:
+            _push(meter.nights, meter.quiet_sum / meter.quiet_n, p.learn_days)
+        if learn and meter.quiet_day and covered_h >= p.min_day_coverage_h:
+            _push(meter.idle, meter.quiet_sum / meter.quiet_n, p.learn_days)
         if meter.quiet_day and not meter.alerted and covered_h >= p.min_day_coverage_h:
             _push(meter.days, meter.day_kwh, p.learn_days)
         if meter.energy_active:
@@ -447,7 +456,7 @@ class ProductionDetector:
             self._add(meter, calendar, interval[0], ts, interval[1], shutdown is not None)
         assert meter.local is not None
         working = calendar.is_working_in(meter.local, ts)
-        if not working and not meter.night_active:
+        if (meter.quiet_day or not working) and not meter.night_active:
             meter.quiet_sum += kw
             meter.quiet_n += 1
         period = shutdown or calendar.period_at(ts)
@@ -482,6 +491,8 @@ class ProductionDetector:
         configured = calendar.enterprise.baseline_load_kw
         if configured is not None:
             return configured
+        if len(meter.idle) >= self.params.min_idle_days:
+            return statistics.median(meter.idle)
         if len(meter.nights) >= self.params.min_learned:
             return statistics.median(meter.nights)
         return None

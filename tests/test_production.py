@@ -377,3 +377,29 @@ async def test_live_meter_during_a_shutdown_pages_naming_the_enterprise(
     assert (alert["device_id"], alert["site_id"], alert["severity"]) == ("pm-1", "s1", "orange")
     assert alert["hazard"] == "illegal_production" and alert["alert_class"] == "hazard"
     assert "ACME Casting" in alert["message"] and "镇应急办" in alert["message"]
+
+
+def test_the_baseline_is_the_idle_plant_not_its_busy_ordinary_nights() -> None:
+    """Compressors run at 40 kW on working nights, the plant idles at 10 kW on Sundays: a
+    shutdown night at 60 kW is 6x the idle plant (alert), though only 1.5x a working night."""
+
+    def compressors(ts: int) -> float:
+        t = datetime.fromtimestamp(ts / 1000, tz=SHANGHAI)
+        if t.isoweekday() > 5:
+            return 10.0
+        return 200.0 if 8 <= t.hour < 18 else 40.0
+
+    shutdown = order("2026-11-30T00:00", "2026-12-07T00:00")
+    meter = Meter(detector_for(ACME, shutdown))
+    assert meter.run(at("2026-11-23T00:00"), at("2026-11-28T00:00"), compressors) == []
+    assert meter.detector.baselines("pm-1")[1] == 40.0  # only working nights seen so far
+    meter.run(at("2026-11-28T00:00"), at("2026-11-30T00:00"), compressors)  # the weekend
+    assert meter.detector.baselines("pm-1")[1] == 10.0
+    start, end = at("2026-11-30T20:00"), at("2026-12-01T02:00")
+    found = meter.run(
+        at("2026-11-30T00:00"),
+        at("2026-12-01T06:00"),
+        lambda ts: 60.0 if start < ts <= end else 10.0,
+    )
+    assert [(s.rule, s.active) for s in found] == [(NIGHT_RULE, True), (NIGHT_RULE, False)]
+    assert "6.0x its baseline of 10 kW" in found[0].message
