@@ -236,3 +236,37 @@ def test_process_batch_is_each_series_own_process_many() -> None:
     for a, b in zip(alone, together, strict=True):
         assert json.loads(json.dumps(a.state())) == json.loads(json.dumps(b.state()))
     assert max(got[5][100:110]) > 0.9  # and it still sees the step
+
+
+def test_interleaved_series_go_through_one_pass_with_the_same_result() -> None:
+    # What a backtest or a reconnect burst does: detectors.vectorised.process_grouped
+    # hands all series of one class to SeasonalBaseline.process_groups.
+    from detectors.anomaly import SeasonalCusum
+    from detectors.vectorised import process_grouped
+
+    rng = np.random.default_rng(9)
+    keys, ts, values = [], [], []
+    for name in ("meter-1", "meter-2", "meter-3"):
+        t, v = _load(3, seed=int(rng.integers(100)))
+        keys += [name] * len(t)
+        ts.append(t)
+        values.append(v)
+    flat_ts, flat_values = np.concatenate(ts), np.concatenate(values)
+    shuffle = rng.permutation(len(flat_ts))
+    keys_arr = np.array(keys)[shuffle]
+    grouped: dict[str, SeasonalCusum] = {}
+    got = process_grouped(
+        lambda key: grouped.setdefault(key, SeasonalCusum()),
+        keys_arr,
+        flat_ts[shuffle],
+        flat_values[shuffle],
+    )
+    for name in ("meter-1", "meter-2", "meter-3"):
+        mine = keys_arr == name
+        order = np.argsort(flat_ts[shuffle][mine], kind="stable")
+        alone = SeasonalCusum()
+        expected = alone.process_many(
+            flat_ts[shuffle][mine][order], flat_values[shuffle][mine][order]
+        )
+        np.testing.assert_allclose(got[mine][order], expected, rtol=1e-12, atol=0.0)
+        assert grouped[name].state() == alone.state()

@@ -74,6 +74,9 @@ def process_batch(
     """
     if len(scorers) != len(series):
         raise ValueError(f"{len(scorers)} scorers for {len(series)} series")
+    if len({id(s) for s in scorers}) != len(scorers):
+        # One scorer fed twice: its series must follow each other, not run side by side.
+        return [s.process_many(t, v) for s, (t, v) in zip(scorers, series, strict=True)]
     out: list[Floats] = [np.empty(0)] * len(scorers)
     first: dict[int, int] = {}  # points of series i its scorer has already processed
     groups: dict[tuple[object, ...], list[int]] = {}

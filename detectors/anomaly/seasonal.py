@@ -30,9 +30,12 @@ still leave exactly the state the streaming path does.
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from detectors._state import get_int, get_opt_int
 from detectors.anomaly._clock import DAY_MS, LocalClock
@@ -451,6 +454,28 @@ class SeasonalBaseline:
         ex = np.array(exponents, dtype=np.float64)
         result: Floats = np.where(ex < 0.0, 0.0, -np.expm1(-ex))
         return result
+
+    @classmethod
+    def process_groups(
+        cls,
+        scorers: Sequence[SeasonalBaseline],
+        ts_ms: Timestamps,
+        values: Floats,
+        bounds: npt.NDArray[np.intp],
+    ) -> Floats | None:
+        """``process_many`` of many series in one numpy pass (``detectors.vectorised``).
+
+        Point ``i`` belongs to ``scorers[g]`` for ``bounds[g] <= i < bounds[g + 1]``;
+        see :func:`detectors.anomaly.batch.process_batch`. None (the caller then goes
+        series by series) if one scorer appears twice.
+        """
+        from detectors.anomaly.batch import process_batch
+
+        if len({id(s) for s in scorers}) != len(scorers):
+            return None
+        series = [(ts_ms[lo:hi], values[lo:hi]) for lo, hi in itertools.pairwise(bounds)]
+        parts = process_batch(scorers, series)
+        return np.concatenate(parts) if parts else np.empty(0)
 
     # ------------------------------------------------------------------ state
 
