@@ -18,7 +18,11 @@ How an alert is scored:
   fault. Incidents that should raise nothing (duplicates, holiday load) are not scored for
   recall and an alert on them is a false alarm; a backfill's device really was unheard
   while it buffered, so an offline alert then is right (neither counted nor false);
-* every alert that detects no incident is a **false alarm**;
+* every alert that detects no incident is a **false alarm**, except alerts on a device while
+  one of its sensors is faulty (stuck, pinned, spiky): those are explained by the fault and
+  left out of the counts;
+* alerts are what the alert engine would page: one per (device, rule) while raised, again
+  after a clear, with the engine's flap damping (4 flips in 10 minutes are one alert);
 * **delay** is from the incident's start (when the hazard began, not when a threshold was
   crossed): a slow creep that takes hours to reach the alarm bound is honestly hours late.
 
@@ -44,7 +48,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from alerts.flap import FlapDamper
 from alerts.model import AlertClass, Signal
+from alerts.options import AlertOptions
 from detectors.bank import OFFLINE_RULE, DetectorBank
 from detectors.correlate import Correlator
 from detectors.production import ProductionDetector
@@ -105,6 +111,16 @@ class Incident:
     @property
     def silent(self) -> bool:
         return self.kind in SILENT_KINDS
+
+    def explains(self, alert: RaisedAlert) -> bool:
+        """A broken sensor makes every rule on its device misbehave: alerts of any class
+        on the device during a sensor fault are explained by it (not false alarms), though
+        only a fault alert counts as detecting it."""
+        return (
+            self.kind in FAULT_KINDS - {"offline"}
+            and alert.device_id in self.devices
+            and self.start_ms <= alert.ts_ms <= self.end_ms + GRACE_S * 1000
+        )
 
     def wants(self, alert: RaisedAlert) -> bool:
         if alert.device_id not in self.devices:
@@ -236,6 +252,56 @@ def _median(values: Sequence[float]) -> float | None:
 # -- running the detectors --------------------------------------------------------------------
 
 
+class _Pager:
+    """Which signals page someone: what the alert engine opens or re-fires.
+
+    One alert per (device, rule): a raising signal while it is raised is an escalation or a
+    repeat, not a new page; a raise after a clear is a re-fire and pages again, unless the
+    flips come so fast that the engine's flap damping (``alerts.flap``, with the default
+    :class:`~alerts.options.AlertOptions`) holds them as one flapping alert until its
+    signal has been quiet for the settle time.
+    """
+
+    def __init__(self) -> None:
+        options = AlertOptions()
+        self._damper = FlapDamper(options)
+        self._settle_ms = options.flap_settle_ms
+        self._ids: dict[tuple[str, str], int] = {}
+        self._active: set[tuple[str, str]] = set()
+        self._flapping: dict[tuple[str, str], int] = {}  # key -> last flip
+
+    def opens(self, sig: Signal) -> bool:
+        key = (sig.device_id, sig.rule)
+        known = key in self._ids
+        alert_id = self._ids.setdefault(key, len(self._ids) + 1)
+        flipped = sig.active != (key in self._active)
+        if sig.active:
+            self._active.add(key)
+        else:
+            self._active.discard(key)
+        last = self._flapping.get(key)
+        if last is not None:
+            if sig.ts_ms - last < self._settle_ms:
+                if flipped:
+                    self._flapping[key] = sig.ts_ms
+                return False
+            del self._flapping[key]  # settled: it takes this signal's state
+            self._damper.forget(alert_id)
+            return False
+        if not flipped:
+            return False
+        if not sig.active:
+            self._damper.record(alert_id, sig.ts_ms)
+            return False
+        if not known:
+            return True  # a new alert
+        if self._damper.would_flap(alert_id, sig.ts_ms):
+            self._flapping[key] = sig.ts_ms
+            return False  # held as one flapping alert
+        self._damper.record(alert_id, sig.ts_ms)
+        return True  # cleared, and raised again
+
+
 def _calendars(scenario: Scenario, start_ms: int) -> dict[str, Calendar]:
     """Power meters of enterprise sites -> their enterprise's calendar."""
     out: dict[str, Calendar] = {}
@@ -292,18 +358,13 @@ def run_detectors(
     for name, profile in profiles.items():
         for rule in profile.rules:
             rule_type[(name, rule.name)] = rule.type
-    open_keys: set[tuple[str, str]] = set()
+    pager = _Pager()
     raised: list[RaisedAlert] = []
 
     def record(signals: Sequence[Signal], detector: str | None = None) -> None:
         for sig in signals:
-            key = (sig.device_id, sig.rule)
-            if not sig.active:
-                open_keys.discard(key)
+            if not pager.opens(sig):
                 continue
-            if key in open_keys:
-                continue
-            open_keys.add(key)
             profile = device_profile.get(sig.device_id)
             kind = detector
             if kind is None:
@@ -418,6 +479,7 @@ def score(batch: Batch, alerts: list[RaisedAlert], profiles: Mapping[str, Profil
     """Match alerts to incidents and tabulate (see the module docstring for the rules)."""
     scenario = batch.scenario
     incidents = _incidents(batch)
+    explained: list[RaisedAlert] = []
     for alert in alerts:
         for inc in incidents:
             if inc.wants(alert):
@@ -425,6 +487,9 @@ def score(batch: Batch, alerts: list[RaisedAlert], profiles: Mapping[str, Profil
                 first = inc.detected_by.get(alert.detector)
                 if first is None or alert.ts_ms < first:
                     inc.detected_by[alert.detector] = alert.ts_ms
+        if not alert.matched and any(inc.explains(alert) for inc in incidents):
+            explained.append(alert)
+    alerts = [a for a in alerts if a not in explained]
     days = scenario.duration_s / DAY_S
     rows: list[Row] = []
     names = sorted({i.name for i in incidents}, key=lambda n: (n.split(" ")[0], n))
