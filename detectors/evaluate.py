@@ -252,7 +252,7 @@ def _median(values: Sequence[float]) -> float | None:
 # -- running the detectors --------------------------------------------------------------------
 
 
-class _Pager:
+class Pager:
     """Which signals page someone: what the alert engine opens or re-fires.
 
     One alert per (device, rule): a raising signal while it is raised is an escalation or a
@@ -358,7 +358,7 @@ def run_detectors(
     for name, profile in profiles.items():
         for rule in profile.rules:
             rule_type[(name, rule.name)] = rule.type
-    pager = _Pager()
+    pager = Pager()
     raised: list[RaisedAlert] = []
 
     def record(signals: Sequence[Signal], detector: str | None = None) -> None:

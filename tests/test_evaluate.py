@@ -12,10 +12,12 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from alerts.model import AlertClass, Severity, Signal
 from detectors.evaluate import (
     HAZARD_FALSE_ALARM_BUDGET,
     SITE_DAY_FOLLOW_UP,
     Evaluation,
+    Pager,
     RaisedAlert,
     evaluate,
     format_table,
@@ -112,3 +114,21 @@ def test_the_table_and_the_cli_json(week: Evaluation) -> None:
     data = json.loads(as_json.output)
     assert data["days"] == 1 and data["hazard_false_alarm_budget"] == HAZARD_FALSE_ALARM_BUDGET
     assert {"rows", "detectors", "within_budget", "worst_site_day_false_alarms"} <= set(data)
+
+
+def test_the_pager_counts_re_fires_but_holds_a_flapping_alert_as_one() -> None:
+    def sig(active: bool, minute: float) -> Signal:
+        return Signal("efm-1", "residual_current", active, int(minute * 60_000), 310.0,
+                      Severity.ORANGE, AlertClass.HAZARD, "leakage", "")  # fmt: skip
+
+    pager = Pager()
+    assert pager.opens(sig(True, 0))  # a new alert
+    assert not pager.opens(sig(True, 1))  # still raised: an update
+    assert not pager.opens(sig(False, 2))
+    assert pager.opens(sig(True, 30))  # cleared, and raised again half an hour later
+    # now it flips every minute: after the damper's 4 transitions it is held as one
+    flips = [pager.opens(sig(m % 2 == 0, 31 + m)) for m in range(1, 12)]
+    assert flips.count(True) <= 1
+    # quiet for longer than the settle time, then a new raise pages again
+    assert not pager.opens(sig(False, 60))
+    assert pager.opens(sig(True, 120))
