@@ -230,6 +230,46 @@ def run_rule(
     return RuleRun(result.scores, result.stages, result.changes)
 
 
+def run_rule_groups(
+    rule: ThresholdRule,
+    ts_ms: Timestamps,
+    values: Floats,
+    bounds: npt.NDArray[np.intp],
+    *,
+    metric_spec: MetricSpec | None = None,
+    timezone: str = DEFAULT_TIMEZONE,
+    detectors: list[Staged] | None = None,
+) -> list[RuleRun]:
+    """:func:`run_rule` for many series of one rule (many devices) in one numpy pass.
+
+    Series ``g`` is ``ts_ms[bounds[g]:bounds[g + 1]]`` (contiguous, in its own time
+    order). Each gets a fresh detector unless ``detectors`` are given (then they are
+    advanced). Same answers as one :func:`run_rule` per series; much cheaper when
+    the series are short, since numpy's per-call cost is paid once for all.
+
+    >>> from gateway.profiles import ThresholdRule
+    >>> rule = ThresholdRule.model_validate({
+    ...     "name": "leak", "metric": "residual_current_ma",
+    ...     "alarm": {"value": 300, "severity": "orange"},
+    ...     "hazard": "leakage", "title_zh": "剩余电流超限", "title_en": "Residual current"})
+    >>> runs = run_rule_groups(rule, np.array([0, 1, 0, 1]), np.array([100, 350, 320, 90.0]),
+    ...                        np.array([0, 2, 4]))
+    >>> [r.stages.tolist() for r in runs]
+    [[0, 2], [2, 0]]
+    """
+    bounds = np.asarray(bounds, dtype=np.intp)
+    staged = detectors or [
+        detector_from_rule(rule, metric_spec, timezone) for _ in range(bounds.size - 1)
+    ]
+    ts = np.asarray(ts_ms, dtype=np.int64)
+    vals = np.asarray(values, dtype=np.float64)
+    done = Staged.process_groups(staged, ts, vals, bounds)
+    if done is None:  # detectors with different settings: one series at a time
+        done = [d.process_many(ts[lo:hi], vals[lo:hi])
+                for d, lo, hi in zip(staged, bounds[:-1], bounds[1:], strict=True)]
+    return [RuleRun(p.scores, p.stages, p.changes) for p in done]
+
+
 # -- what the duty officer reads ---------------------------------------------------------
 
 

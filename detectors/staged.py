@@ -22,7 +22,9 @@ wraps one. Every rule then gets the same behaviour the field expects:
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -32,7 +34,7 @@ import numpy.typing as npt
 from alerts.model import Stage
 from detectors._state import get_dict, get_int, get_opt_int
 from detectors.base import Floats, Scorer, StageChange, Timestamps
-from detectors.vectorised import process_loop
+from detectors.vectorised import newest_before, process_loop
 
 Direction = Literal["above", "below", "outside"]
 #: A bound: one number for above/below, ``(low, high)`` for outside.
@@ -131,11 +133,20 @@ def _last_index(decisive: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
 
 
 def _hold(
-    decisive: npt.NDArray[np.bool_], value: npt.NDArray[np.bool_], initial: bool
+    decisive: npt.NDArray[np.bool_],
+    value: npt.NDArray[np.bool_],
+    initial: npt.NDArray[np.bool_],
+    start: npt.NDArray[np.intp],
 ) -> npt.NDArray[np.bool_]:
-    """A two-state machine: takes ``value`` at decisive points, holds it in between."""
+    """A two-state machine per series: takes ``value`` at decisive points, holds it in
+    between; before a series' first decisive point (its points begin at ``start``) it
+    holds the series' ``initial`` state."""
     last = _last_index(decisive)
-    return np.where(last >= 0, value[np.maximum(last, 0)], initial)
+    return np.where(last >= start, value[np.maximum(last, 0)], initial)
+
+
+def _pairs(bounds: npt.NDArray[np.intp]) -> list[tuple[int, int]]:
+    return [(int(lo), int(hi)) for lo, hi in itertools.pairwise(bounds.tolist())]
 
 
 class Staged:
@@ -232,6 +243,7 @@ class Staged:
         "_delay_ms",
         "_delay_samples",
         "_hysteresis",
+        "_key",
         "_last_ts_ms",
         "_prewarning",
         "_releases",
@@ -296,6 +308,7 @@ class Staged:
             releases[lowest] = clear_band
         self.scorer = scorer
         self.schedule = schedule
+        self._key: tuple[object, ...] | None = None
         self.direction: Direction = direction
         self._bands = bands
         self._releases = releases
@@ -413,31 +426,111 @@ class Staged:
         if ts.shape != vals.shape or ts.ndim != 1:
             raise ValueError(f"ts_ms and values must be 1-d of one length: {ts.shape} {vals.shape}")
         scores = score_and_learn(self.scorer, ts, vals)
-        n = ts.size
-        stage0 = self._stage
-        full = np.full(n, int(stage0), dtype=np.int8)
+        bounds = np.array([0, ts.size], dtype=np.intp)
+        return self._machine([self], ts, vals, scores, bounds, active)[0]
+
+    @classmethod
+    def process_groups(
+        cls,
+        detectors: Sequence[Staged],
+        ts_ms: Timestamps,
+        values: Floats,
+        bounds: npt.NDArray[np.intp],
+        active: npt.NDArray[np.bool_] | None = None,
+    ) -> list[Processed] | None:
+        """:meth:`process_many` of many series in one numpy pass; None if it does not apply.
+
+        Point ``i`` belongs to ``detectors[g]`` for ``bounds[g] <= i < bounds[g + 1]``
+        (each series contiguous, in its own order). All detectors must have the
+        same bounds, delays and schedule (one rule over many devices), else None
+        and the caller loops. Scores come from the scorer class's own
+        ``process_groups`` when it has one (one pass), else one call per series.
+        """
+        if not detectors or len({id(d) for d in detectors}) != len(detectors):
+            return None
+        first = detectors[0]
+        if any(d._settings() != first._settings() for d in detectors[1:]):
+            return None
+        ts = np.asarray(ts_ms, dtype=np.int64)
+        vals = np.asarray(values, dtype=np.float64)
+        bounds = np.asarray(bounds, dtype=np.intp)
+        if ts.shape != vals.shape or ts.ndim != 1 or bounds.size != len(detectors) + 1:
+            raise ValueError("ts_ms, values and bounds do not describe the detectors' series")
+        scorers = [d.scorer for d in detectors]
+        scores: Floats | None = None
+        together = getattr(type(scorers[0]), "process_groups", None)
+        if together is not None and all(type(sc) is type(scorers[0]) for sc in scorers):
+            scores = together(scorers, ts, vals, bounds)
+        if scores is None:
+            scores = np.empty(ts.size, dtype=np.float64)
+            for scorer, lo, hi in zip(scorers, bounds[:-1], bounds[1:], strict=True):
+                scores[lo:hi] = score_and_learn(scorer, ts[lo:hi], vals[lo:hi])
+        return first._machine(detectors, ts, vals, np.asarray(scores, np.float64), bounds, active)
+
+    def _settings(self) -> tuple[object, ...]:
+        """What two detectors must share to run through one stage machine pass."""
+        if self._key is None:
+            self._key = (
+                self.direction, tuple(self._bands.items()), tuple(self._releases.items()),
+                self._delay_ms, self._delay_samples, repr(self.schedule),
+            )
+        return self._key
+
+    def _machine(
+        self,
+        detectors: Sequence[Staged],
+        ts: Timestamps,
+        vals: Floats,
+        scores: Floats,
+        bounds: npt.NDArray[np.intp],
+        active: npt.NDArray[np.bool_] | None,
+    ) -> list[Processed]:
+        """The stage machine over the scored points of one or many series (``self``'s
+        settings, each detector's own state); advances every detector's state."""
+        n, groups = ts.size, len(detectors)
+        lengths = np.diff(bounds)
+        gid = np.repeat(np.arange(groups, dtype=np.intp), lengths)
+        stage0 = np.array([int(d._stage) for d in detectors], dtype=np.int8)
+        last0 = np.array(
+            [_INT_MIN if d._last_ts_ms is None else d._last_ts_ms for d in detectors],
+            dtype=np.int64,
+        )
+        full = stage0[gid] if groups > 1 else np.full(n, stage0[0], dtype=np.int8)
         if n == 0:
-            return Processed(scores, full)
+            return [Processed(scores[lo:hi], full[lo:hi]) for lo, hi in _pairs(bounds)]
         valid = ~np.isnan(scores)
-        last0 = _INT_MIN if self._last_ts_ms is None else self._last_ts_ms
         where: npt.NDArray[np.intp] | None = None  # None: every point counts (the usual case)
-        if not (valid.all() and ts[0] >= last0 and bool((ts[1:] >= ts[:-1]).all())):
-            running = np.maximum.accumulate(np.where(valid, ts, _INT_MIN))
-            before = np.empty(n, dtype=np.int64)
-            before[0] = last0
-            np.maximum(running[:-1], last0, out=before[1:])
-            eligible = valid & (ts >= before)
+        in_order = ts[1:] >= ts[:-1]
+        if groups > 1:
+            in_order[bounds[1:-1][lengths[1:] > 0] - 1] = True  # group edges need no order
+        starts = bounds[:-1][lengths > 0]
+        if not (valid.all() and bool(in_order.all())
+                and bool((ts[starts] >= last0[lengths > 0]).all())):
+            newest = newest_before(ts, valid, bounds, last0)
+            if newest is None:  # timestamps too far apart for one pass: series by series
+                return [
+                    r
+                    for d, (lo, hi) in zip(detectors, _pairs(bounds), strict=True)
+                    for r in self._machine(
+                        [d], ts[lo:hi], vals[lo:hi], scores[lo:hi],
+                        np.array([0, hi - lo], dtype=np.intp),
+                        None if active is None else active[lo:hi],
+                    )
+                ]
+            eligible = valid & (ts >= newest)
             where = np.flatnonzero(eligible)
-            if where.size == 0:
-                return Processed(scores, full)
         e_ts = ts if where is None else ts[where]
         e_sc = scores if where is None else scores[where]
+        e_gid = gid if where is None else gid[where]
         m = e_ts.size
+        e_counts = lengths if where is None else np.bincount(e_gid, minlength=groups)
+        e_bounds = np.concatenate(([0], np.cumsum(e_counts))).astype(np.intp)
+        e_start = np.repeat(e_bounds[:-1], e_counts)
         e_act: npt.NDArray[np.bool_] | None = None
         if active is not None:
             e_act = np.asarray(active, dtype=bool)
             e_act = e_act if where is None else e_act[where]
-        if self.schedule is not None:
+        if self.schedule is not None and m:
             on = self.schedule.active_many(e_ts)
             e_act = on if e_act is None else e_act & on
 
@@ -445,21 +538,24 @@ class Staged:
             beyond = _beyond_many(e_sc, band)
             return beyond if e_act is None else beyond & e_act
 
-        pending: dict[Stage, tuple[npt.NDArray[np.bool_], int | None, int]] = {}
+        idx = np.arange(m, dtype=np.intp)
+        clocks: dict[Stage, tuple[npt.NDArray[np.bool_], Timestamps, npt.NDArray[np.int64]]] = {}
         ready: dict[Stage, npt.NDArray[np.bool_]] = {}
-        immediate = self._delay_ms <= 0 and self._delay_samples <= 1
         for stage in _RAISED:
             crossed = judged(self._bands[stage])
-            if immediate or not crossed.any():
-                ready[stage] = crossed
-                pending[stage] = (crossed, *self._tail_clock(crossed, e_ts, stage))
-                continue
-            since, count = self._runs(crossed, e_ts, stage)
-            pending[stage] = (
-                crossed,
-                int(since[-1]) if crossed[-1] else None,
-                int(count[-1]) if crossed[-1] else 0,
-            )
+            count0 = np.array([d._count[stage] for d in detectors], dtype=np.int64)
+            last_off = np.maximum.accumulate(np.where(crossed, -1, idx))
+            if groups > 1:
+                np.maximum(last_off, e_start - 1, out=last_off)
+            count = (idx - last_off).astype(np.int64)
+            since = e_ts[np.minimum(last_off + 1, max(m - 1, 0))]
+            if count0.any():
+                since0 = np.array([_INT_MIN if d._since_ms[stage] is None else d._since_ms[stage]
+                                   for d in detectors], dtype=np.int64)
+                carried = crossed & (last_off == e_start - 1) & (count0[e_gid] > 0)
+                count = np.where(carried, count + count0[e_gid], count)
+                since = np.where(carried, since0[e_gid], since)
+            clocks[stage] = (crossed, since, count)
             ready[stage] = (
                 crossed
                 & ((e_ts - since) >= self._delay_ms)
@@ -469,71 +565,71 @@ class Staged:
         keep_pre = judged(self._releases[Stage.PREWARNING])
         set_alarm = ready[Stage.ALARM].copy()
         set_any = ready[Stage.ALARM] | ready[Stage.PREWARNING]
-        if stage0 is Stage.PREWARNING and self._prewarning is None:
+        if self._prewarning is None:
             # A restored pre-warning the rule no longer has: the first point leaves it.
-            set_alarm[0] = keep_alarm[0] = set_any[0] = False
-        in_alarm = _hold(set_alarm | ~keep_alarm, set_alarm, stage0 is Stage.ALARM)
+            stale = e_bounds[:-1][(stage0 == int(Stage.PREWARNING)) & (e_counts > 0)]
+            set_alarm[stale] = keep_alarm[stale] = set_any[stale] = False
+        first_stage = np.repeat(stage0, e_counts)
+        in_alarm = _hold(set_alarm | ~keep_alarm, set_alarm, first_stage == 2, e_start)
         up = set_any | in_alarm
-        raised = _hold(up | ~keep_pre, up, stage0 >= Stage.PREWARNING)
+        raised = _hold(up | ~keep_pre, up, first_stage >= 1, e_start)
         e_stage = raised.astype(np.int8)
         e_stage[in_alarm] = 2
 
         if where is None:
             full = e_stage
-        else:
-            pos = np.cumsum(eligible, dtype=np.int64) - 1
-            full = np.where(pos >= 0, e_stage[np.maximum(pos, 0)], full).astype(np.int8)
+        elif m:
+            pos = np.cumsum(eligible) - 1
+            safe = np.maximum(pos, 0)
+            mine = (pos >= 0) & (e_gid[safe] == gid)
+            full = np.where(mine, e_stage[safe], full).astype(np.int8)
 
-        moved = np.flatnonzero(np.diff(e_stage, prepend=np.int8(int(stage0)))).tolist()
-        at = moved if where is None else [int(where[i]) for i in moved]
-        changes = [
-            StageChange(
-                ts_ms=int(e_ts[i]),
-                value=float(vals[j]),
-                score=float(e_sc[i]),
-                old=Stage(int(stage0) if i == 0 else int(e_stage[i - 1])),
-                new=Stage(int(e_stage[i])),
-            )
-            for i, j in zip(moved, at, strict=True)
-        ]
-        self._stage = Stage(int(e_stage[m - 1]))
-        self._last_ts_ms = int(e_ts[m - 1])
-        for stage in _RAISED:
-            _, clock_ms, run = pending[stage]
-            self._since_ms[stage] = clock_ms
-            self._count[stage] = run
-        return Processed(scores, full, changes, at)
-
-    def _tail_clock(
-        self, crossed: npt.NDArray[np.bool_], ts: Timestamps, stage: Stage
-    ) -> tuple[int | None, int]:
-        """The pending clock after the last point: start and length of the final run."""
-        if not crossed[-1]:
-            return None, 0
-        off = np.flatnonzero(~crossed)
-        if off.size:
-            start = int(off[-1]) + 1
-            return int(ts[start]), crossed.size - start
-        since0 = self._since_ms[stage]
-        if since0 is not None:
-            return since0, self._count[stage] + crossed.size
-        return int(ts[0]), crossed.size
-
-    def _runs(
-        self, crossed: npt.NDArray[np.bool_], ts: Timestamps, stage: Stage
-    ) -> tuple[Timestamps, npt.NDArray[np.int64]]:
-        """Per point: when its run of consecutive crossing points began, and its length
-        (continuing the pending clock carried in from before the batch)."""
-        idx = np.arange(crossed.size, dtype=np.int64)
-        last_off = np.maximum.accumulate(np.where(crossed, -1, idx))
-        count = idx - last_off
-        since = ts[np.minimum(last_off + 1, crossed.size - 1)]
-        since0 = self._since_ms[stage]
-        if since0 is not None:
-            carried = crossed & (last_off == -1)
-            count = np.where(carried, count + self._count[stage], count)
-            since = np.where(carried, since0, since)
-        return since, count
+        previous = np.empty_like(e_stage)
+        previous[1:] = e_stage[:-1]
+        nonempty = e_counts > 0
+        previous[e_bounds[:-1][nonempty]] = stage0[nonempty]
+        moved = np.flatnonzero(e_stage != previous)
+        point = moved if where is None else where[moved]
+        cut = np.searchsorted(moved, e_bounds)
+        results: list[Processed] = []
+        cut_list = cut.tolist()
+        lows = bounds.tolist()
+        for g in range(groups):
+            changes: list[StageChange] = []
+            at: list[int] = []
+            if cut_list[g + 1] > cut_list[g]:
+                mine_moved = moved[cut_list[g]:cut_list[g + 1]].tolist()
+                mine_point = point[cut_list[g]:cut_list[g + 1]].tolist()
+                changes = [
+                    StageChange(
+                        ts_ms=int(e_ts[i]),
+                        value=float(vals[j]),
+                        score=float(e_sc[i]),
+                        old=Stage(int(previous[i])),
+                        new=Stage(int(e_stage[i])),
+                    )
+                    for i, j in zip(mine_moved, mine_point, strict=True)
+                ]
+                at = [j - lows[g] for j in mine_point]
+            lo, hi = lows[g], lows[g + 1]
+            results.append(Processed(scores[lo:hi], full[lo:hi], changes, at))
+        # Each detector's state after its last counted point.
+        lasts = (e_bounds[1:] - 1)[nonempty]
+        final_stage = e_stage[lasts].tolist()
+        final_ts = e_ts[lasts].tolist()
+        final_clock = {
+            stage: (crossed[lasts].tolist(), since[lasts].tolist(), count[lasts].tolist())
+            for stage, (crossed, since, count) in clocks.items()
+        }
+        for k, g in enumerate(np.flatnonzero(nonempty).tolist()):
+            d = detectors[g]
+            d._stage = Stage(final_stage[k])
+            d._last_ts_ms = final_ts[k]
+            for stage in _RAISED:
+                crossed_at, since_at, count_at = final_clock[stage]
+                d._since_ms[stage] = since_at[k] if crossed_at[k] else None
+                d._count[stage] = count_at[k] if crossed_at[k] else 0
+        return results
 
     def reset_stage(self) -> Stage:
         """Forget the raised stage but keep the pending clocks; returns the stage it had.

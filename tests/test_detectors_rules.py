@@ -596,3 +596,45 @@ def test_metric_spec_feeds_sensor_fault_defaults() -> None:
         detector_from_rule(rule)
     staged = detector_from_rule(rule, MetricSpec(unit="°C", min=-40, max=200))
     assert [c.new for c in (staged.update(0, 20.0), staged.update(1, 200.0)) if c] == [A]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_process_groups_equals_process_many_per_series(seed: int) -> None:
+    rng = np.random.default_rng(100 + seed)
+    cfg = CONFIGS[seed % len(CONFIGS)]
+    level = 0.0 if cfg.get("direction") == "outside" else 50.0
+    groups = int(rng.integers(1, 15))
+    together = [Staged(Identity(), **cfg) for _ in range(groups)]
+    alone = [Staged(Identity(), **cfg) for _ in range(groups)]
+    ts_parts, value_parts = [], []
+    for g in range(groups):
+        for _ in range(int(rng.integers(0, 10))):  # each its own history
+            t, v = int(rng.integers(-10_000, 0)), float(level + rng.normal(0, 40))
+            together[g].update(t, v)
+            alone[g].update(t, v)
+        n = int(rng.integers(0, 120))  # some series empty
+        ts = np.cumsum(rng.integers(0, 2000, n)).astype(np.int64)
+        if n and rng.random() < 0.4:
+            ts[rng.integers(0, n, size=max(1, n // 8))] -= 3000  # late points
+        values = level + np.cumsum(rng.normal(0, 8, n))
+        if n and rng.random() < 0.4:
+            values[rng.integers(0, n, size=max(1, n // 8))] = np.nan
+        ts_parts.append(ts)
+        value_parts.append(values)
+    bounds = np.concatenate(([0], np.cumsum([len(t) for t in ts_parts]))).astype(np.intp)
+    done = Staged.process_groups(together, np.concatenate(ts_parts), np.concatenate(value_parts),
+                                 bounds)
+    assert done is not None and len(done) == groups
+    for g in range(groups):
+        expected = alone[g].process_many(ts_parts[g], value_parts[g])
+        assert done[g].changes == expected.changes and done[g].at == expected.at
+        assert done[g].stages.tolist() == expected.stages.tolist()
+        assert together[g].state() == alone[g].state()
+
+
+def test_process_groups_refuses_detectors_of_different_rules() -> None:
+    a, b = Staged(Identity(), alarm=10), Staged(Identity(), alarm=20)
+    assert Staged.process_groups([a, b], np.zeros(2, np.int64), np.zeros(2),
+                                 np.array([0, 1, 2])) is None
+    assert Staged.process_groups([a, a], np.zeros(2, np.int64), np.zeros(2),
+                                 np.array([0, 1, 2])) is None
