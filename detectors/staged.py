@@ -538,27 +538,48 @@ class Staged:
             beyond = _beyond_many(e_sc, band)
             return beyond if e_act is None else beyond & e_act
 
-        idx = np.arange(m, dtype=np.intp)
-        clocks: dict[Stage, tuple[npt.NDArray[np.bool_], Timestamps, npt.NDArray[np.int64]]] = {}
+        idx = np.arange(m, dtype=np.int32 if m < 2**31 - 1 else np.int64)
+        nonempty = e_counts > 0
+        lasts = (e_bounds[1:] - 1)[nonempty]  # each series' last counted point
+        last_of = np.flatnonzero(nonempty)
+        delay_ms = math.ceil(self._delay_ms)  # timestamps are integers: the same test
+        immediate = delay_ms <= 0 and self._delay_samples <= 1
+        final_clock: dict[Stage, tuple[list[bool], list[int], list[int]]] = {}
         ready: dict[Stage, npt.NDArray[np.bool_]] = {}
         for stage in _RAISED:
             crossed = judged(self._bands[stage])
+            if not crossed.any():
+                ready[stage] = crossed
+                none = [False] * lasts.size
+                final_clock[stage] = (none, [0] * lasts.size, [0] * lasts.size)
+                continue
             count0 = np.array([d._count[stage] for d in detectors], dtype=np.int64)
+            since0 = np.array([_INT_MIN if d._since_ms[stage] is None else d._since_ms[stage]
+                               for d in detectors], dtype=np.int64)
+            # Index of the last point before each one that did not cross (its run's start - 1).
             last_off = np.maximum.accumulate(np.where(crossed, -1, idx))
             if groups > 1:
                 np.maximum(last_off, e_start - 1, out=last_off)
-            count = (idx - last_off).astype(np.int64)
-            since = e_ts[np.minimum(last_off + 1, max(m - 1, 0))]
+            # The clock after each series' last point (the state carried to the next batch).
+            off = last_off[lasts].astype(np.int64)
+            carry = (off == e_start[lasts] - 1) & (count0[last_of] > 0)
+            final_clock[stage] = (
+                crossed[lasts].tolist(),
+                np.where(carry, since0[last_of], e_ts[np.minimum(off + 1, m - 1)]).tolist(),
+                (lasts - off + np.where(carry, count0[last_of], 0)).tolist(),
+            )
+            if immediate:
+                ready[stage] = crossed
+                continue
+            count = np.subtract(idx, last_off, dtype=np.int64)
+            since = e_ts[np.minimum(last_off + 1, m - 1)]
             if count0.any():
-                since0 = np.array([_INT_MIN if d._since_ms[stage] is None else d._since_ms[stage]
-                                   for d in detectors], dtype=np.int64)
                 carried = crossed & (last_off == e_start - 1) & (count0[e_gid] > 0)
                 count = np.where(carried, count + count0[e_gid], count)
                 since = np.where(carried, since0[e_gid], since)
-            clocks[stage] = (crossed, since, count)
             ready[stage] = (
                 crossed
-                & ((e_ts - since) >= self._delay_ms)
+                & ((e_ts - since) >= delay_ms)
                 & (count >= self._delay_samples)
             )
         keep_alarm = judged(self._releases[Stage.ALARM])
@@ -586,7 +607,6 @@ class Staged:
 
         previous = np.empty_like(e_stage)
         previous[1:] = e_stage[:-1]
-        nonempty = e_counts > 0
         previous[e_bounds[:-1][nonempty]] = stage0[nonempty]
         moved = np.flatnonzero(e_stage != previous)
         point = moved if where is None else where[moved]
@@ -614,14 +634,9 @@ class Staged:
             lo, hi = lows[g], lows[g + 1]
             results.append(Processed(scores[lo:hi], full[lo:hi], changes, at))
         # Each detector's state after its last counted point.
-        lasts = (e_bounds[1:] - 1)[nonempty]
         final_stage = e_stage[lasts].tolist()
         final_ts = e_ts[lasts].tolist()
-        final_clock = {
-            stage: (crossed[lasts].tolist(), since[lasts].tolist(), count[lasts].tolist())
-            for stage, (crossed, since, count) in clocks.items()
-        }
-        for k, g in enumerate(np.flatnonzero(nonempty).tolist()):
+        for k, g in enumerate(last_of.tolist()):
             d = detectors[g]
             d._stage = Stage(final_stage[k])
             d._last_ts_ms = final_ts[k]
