@@ -97,7 +97,7 @@ async def rebuild_production(
 
     The signals the replay produces are dropped: those alerts exist already, and
     :meth:`ProductionDetector.resume` is what ties the detector to the open ones.
-    A store that fails costs only the baselines (logged), never the start-up.
+    A store that fails costs only the baselines (logged once), never the start-up.
     Returns the number of readings replayed.
     """
     start = now_ms - days * 86_400_000
@@ -108,8 +108,13 @@ async def rebuild_production(
             for metric in (POWER_METRIC, ENERGY_METRIC):
                 readings.extend(await store.query(device_id, metric, start, now_ms, limit=100_000))
         except Exception:
-            log.warning("could not rebuild the production baseline of %s", device_id, exc_info=True)
-            continue
+            # A store that is down would time out once per meter: give up on the rest.
+            log.warning(
+                "store unavailable: production baselines start from scratch (from %s on)",
+                device_id,
+                exc_info=True,
+            )
+            break
         readings.sort(key=lambda r: r.ts_ms)  # on_readings orders each instant's pair
         production.on_readings(readings)
         replayed += len(readings)

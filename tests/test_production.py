@@ -403,3 +403,24 @@ def test_the_baseline_is_the_idle_plant_not_its_busy_ordinary_nights() -> None:
     )
     assert [(s.rule, s.active) for s in found] == [(NIGHT_RULE, True), (NIGHT_RULE, False)]
     assert "6.0x its baseline of 10 kW" in found[0].message
+
+
+async def test_a_store_that_is_down_costs_the_baselines_not_the_start_up(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """VictoriaMetrics unreachable (nothing listens on the port): the rebuild gives up after
+    the first meter instead of waiting out a timeout per meter, and says so once."""
+    from gateway.detect import rebuild_production
+    from gateway.stores.influx import InfluxStore
+    from tests.servers import free_port
+
+    store = await InfluxStore(f"http://127.0.0.1:{free_port()}", timeout_s=2).open()
+    detector = detector_for(ACME)
+    try:
+        with caplog.at_level("WARNING", logger="gateway.detect"):
+            replayed = await rebuild_production(detector, store, ["pm-1", "pm-2", "pm-3"], now_ms())
+    finally:
+        await store.close()
+    assert replayed == 0 and detector.baselines("pm-1") == (None, None)
+    warnings = [r for r in caplog.records if r.name == "gateway.detect"]
+    assert len(warnings) == 1 and "store unavailable" in warnings[0].getMessage()
