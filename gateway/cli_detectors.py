@@ -60,12 +60,13 @@ def _settings(config: Path | None, data_dir: Path | None) -> Settings:
 
 def backtest(
     detector: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="a rule type (threshold, rate_of_rise, drift, flatline, sensor_fault, anomaly) "
-            "or a profile rule name (residual_current)"
+            "or a profile rule name (residual_current); with --device it may be left out: "
+            "every rule on --metric"
         ),
-    ],
+    ] = None,
     input_csv: Annotated[
         Path | None, typer.Option("--input", help="CSV with header timestamp,value")
     ] = None,
@@ -102,6 +103,8 @@ def backtest(
         else:
             if input_csv is None:
                 raise BacktestError("give --input FILE.csv (or --device ID --metric M)")
+            if detector is None:
+                raise BacktestError("give --detector (a rule name or type) with --input")
             summary = _csv(
                 settings,
                 detector,
@@ -182,59 +185,81 @@ def _changed(changes: dict[str, Any]) -> str:
 
 async def _history(
     settings: Settings,
-    detector: str,
+    detector: str | None,
     device_id: str,
     metric: str | None,
     since_ms: int,
     changes: dict[str, Any],
 ) -> dict[str, Any]:
-    """The rule as it is and as changed, over the device's stored readings."""
+    """The device's rules as they are in force (profile, then site and device overrides) and
+    as changed, over its stored readings: how many alerts each would have raised."""
     from detectors.backtest import BacktestError, change_rule, choose_rule, run_rule, summarise
     from gateway.model import now_ms
     from gateway.profiles import load_profiles
     from gateway.registry import Registry
+    from gateway.rule_overrides import load_overrides
     from gateway.service import open_main_db
     from gateway.stores import open_store
 
+    profiles = load_profiles(settings.profiles_dir)
     async with open_main_db(settings) as db:
-        registry = Registry(db, load_profiles(settings.profiles_dir))
+        registry = Registry(db, profiles)
         await registry.refresh()
         await registry.get_device(device_id)
         profile = registry.profile_of(device_id)
+        site_id = registry.site_of(device_id)
     if profile is None:
         raise BacktestError(f"device {device_id!r} has no profile")
-    _, rule = choose_rule({profile.name: profile}, detector, profile.name, metric)
-    changed = change_rule(profile, rule, changes) if changes else rule
+    if settings.rule_overrides is not None:
+        in_force = load_overrides(settings.rule_overrides, profiles).rules_for(
+            profile, site_id, device_id
+        )
+    else:
+        in_force = tuple(r for r in profile.rules if r.enabled)
+    effective = profile.model_copy(update={"rules": list(in_force)})
+    if detector is not None:
+        rules = [choose_rule({profile.name: effective}, detector, profile.name, metric)[1]]
+    else:
+        if metric is None:
+            raise BacktestError("give --detector or --metric (every rule on that metric)")
+        rules = [r for r in in_force if r.metric == metric]
+        if not rules:
+            raise BacktestError(
+                f"device {device_id!r} ({profile.name}) has no rule in force on {metric!r}"
+            )
     end = now_ms()
     start = end - since_ms
     store = await open_store(settings)
+    series: dict[str, tuple[Any, Any]] = {}
     try:
-        readings = await store.query(device_id, rule.metric, start, end, limit=50_000_000)
+        for m in sorted({r.metric for r in rules}):
+            readings = await store.query(device_id, m, start, end, limit=50_000_000)
+            series[m] = (
+                np.array([r.ts_ms for r in readings], dtype=np.int64),
+                np.array([r.value for r in readings], dtype=np.float64),
+            )
     finally:
         await store.close()
-    ts = np.array([r.ts_ms for r in readings], dtype=np.int64)
-    values = np.array([r.value for r in readings], dtype=np.float64)
-    now_rule = summarise(run_rule(rule, ts, values, profile, settings.timezone), ts)
-    new_rule = summarise(run_rule(changed, ts, values, profile, settings.timezone), ts)
-    lines = [
-        f"device {device_id} ({profile.name}), rule {rule.name} on {rule.metric}, "
-        f"{len(readings)} readings over the last {since_ms / 3_600_000:g} h",
-        f"current rule: {now_rule['alerts']} alerts, raised for {now_rule['hours_raised']} h",
-    ]
-    if changes:
+    lines = [f"device {device_id} ({profile.name}), the last {since_ms / 3_600_000:g} h"]
+    results = []
+    for rule in rules:
+        ts, values = series[rule.metric]
+        now_rule = summarise(run_rule(rule, ts, values, profile, settings.timezone), ts)
         lines.append(
-            f"with{_changed(changes)[5:]}: {new_rule['alerts']} alerts, raised for "
-            f"{new_rule['hours_raised']} h ({new_rule['alerts'] - now_rule['alerts']:+d})"
+            f"rule {rule.name} ({rule.type} on {rule.metric}), {ts.size} readings: "
+            f"current rule: {now_rule['alerts']} alerts, raised for {now_rule['hours_raised']} h"
         )
-    return {
-        "device_id": device_id,
-        "rule": rule.name,
-        "readings": len(readings),
-        "current": now_rule,
-        "changed": new_rule,
-        "settings": changes,
-        "lines": lines,
-    }
+        entry: dict[str, Any] = {"rule": rule.name, "readings": int(ts.size), "current": now_rule}
+        if changes:
+            changed = change_rule(profile, rule, changes)
+            new_rule = summarise(run_rule(changed, ts, values, profile, settings.timezone), ts)
+            lines.append(
+                f"  with{_changed(changes)[5:]}: {new_rule['alerts']} alerts, raised for "
+                f"{new_rule['hours_raised']} h ({new_rule['alerts'] - now_rule['alerts']:+d})"
+            )
+            entry["changed"] = new_rule
+        results.append(entry)
+    return {"device_id": device_id, "settings": changes, "rules": results, "lines": lines}
 
 
 def evaluate(

@@ -19,11 +19,13 @@ from typer.testing import CliRunner
 from detectors.backtest import BacktestError, read_series_csv
 from gateway.cli import app
 from gateway.model import Reading
+from gateway.profiles import load_profiles
 from gateway.registry_model import Device, Site
 from gateway.stores.sqlite import SqliteStore
 from tests.conftest import LiveGateway, eventually, register
 
 runner = CliRunner()
+PROFILES = load_profiles()
 
 #: 2026-12-01 00:00 in Asia/Shanghai.
 LOCAL_MIDNIGHT_MS = 1_796_054_400_000
@@ -245,6 +247,24 @@ def test_history_backtest_counts_alerts_now_and_with_the_change(tmp_path: Path) 
     assert "1440 readings" in result.output
     assert "current rule: 4 alerts" in result.output
     assert "with alarm=350, prewarning=None: 1 alerts" in result.output and "(-3)" in result.output
+    # the site's override (alarm at 350 mA, no pre-warning) is what is in force now
+    overrides = tmp_path / "rules.yaml"
+    overrides.write_text(
+        "sites:\n  s1:\n    residual_current: {alarm: {value: 350}, prewarning: null}\n",
+        encoding="utf-8",
+    )
+    config = tmp_path / "ewg.toml"
+    config.write_text(f'rule_overrides = "{overrides}"\n', encoding="utf-8")
+    site_rule = backtest(
+        "--detector", "residual_current", "--device", "efm-1", "--config", str(config), *data
+    )
+    assert site_rule.exit_code == 0, site_rule.output
+    assert "current rule: 1 alerts" in site_rule.output
+    every = backtest("--device", "efm-1", "--metric", "residual_current_ma", "--json", *data)
+    assert every.exit_code == 0, every.output
+    in_force = [r.name for r in PROFILES["electrical_fire_monitor"].rules
+                if r.metric == "residual_current_ma"]  # fmt: skip
+    assert [r["rule"] for r in json.loads(every.output)["rules"]] == in_force
     unknown = backtest("--detector", "residual_current", "--device", "ghost", *data)
     assert unknown.exit_code == 2 and "ghost" in unknown.output
 
@@ -345,7 +365,7 @@ async def test_backtest_rows_are_the_alerts_the_live_gateway_raised(
         "--data-dir", str(live.settings.data_dir), "--json",
     )  # fmt: skip
     assert history.exit_code == 0, history.output
-    assert json.loads(history.output)["current"]["alerts"] == 2
+    assert json.loads(history.output)["rules"][0]["current"]["alerts"] == 2
 
 
 def test_a_rule_type_can_be_tried_on_another_metric(tmp_path: Path) -> None:
