@@ -164,7 +164,7 @@ def shutdown_add(
 ) -> None:
     """Record an ordered shutdown (停产整顿) or a holiday of an enterprise."""
 
-    async def add(registry: Registry) -> tuple[ShutdownPeriod, str]:
+    async def add(registry: Registry) -> tuple[ShutdownPeriod, str, int]:
         tz = registry.enterprise(enterprise_id).timezone
         period = ShutdownPeriod(
             id=0,
@@ -175,13 +175,23 @@ def shutdown_add(
             ordered_by=ordered_by,
             kind="holiday" if holiday else "shutdown",
         )
-        return await registry.add_shutdown(period, _actor()), tz
+        from gateway.detect import METER_PROFILES
 
-    period, tz = _registry_call(data_dir, config, add)
+        stored = await registry.add_shutdown(period, _actor())
+        sites = {site.id for site in registry.sites() if site.enterprise == enterprise_id}
+        meters = sum(d.site_id in sites and d.profile in METER_PROFILES for d in registry.devices())
+        return stored, tz, meters
+
+    period, tz, meters = _registry_call(data_dir, config, add)
     typer.echo(
         f"{period.kind} {period.id} of {enterprise_id}: {_local(period.start_ms, tz)}"
-        f" to {_local(period.end_ms, tz)} ({tz})"
+        f" to {_local(period.end_ms, tz)} ({tz}); {meters} power meter(s) watched"
     )
+    if meters == 0:
+        typer.secho(
+            "note: no power meter at this enterprise's sites: nothing can detect production",
+            fg=typer.colors.YELLOW,
+        )
 
 
 @shutdown_app.command("list")

@@ -248,6 +248,7 @@ def test_cli_registers_relations_enterprises_and_shutdowns(tmp_path: Path) -> No
         "镇安监办",
     )
     assert "2026-12-01 00:00 to 2026-12-15 00:00 (Asia/Shanghai)" in added
+    assert "0 power meter(s) watched" in added and "nothing can detect production" in added
     shutdowns = ewg("enterprise", "shutdown", "list", "acme")
     assert "整改" in shutdowns and "镇安监办" in shutdowns and "shutdown" in shutdowns
     assert "ends 2026-12-08 12:00" in ewg(
