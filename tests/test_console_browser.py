@@ -249,10 +249,20 @@ def by_device(alerts: list[dict[str, Any]], device_id: str) -> dict[str, Any]:
 async def assert_fits(page: Page, width: int) -> None:
     """Nothing is wider than the screen, and every row's buttons are on it."""
     overflow = await page.evaluate("document.documentElement.scrollWidth - innerWidth")
-    assert overflow <= 0, f"{width} px: the page is {overflow} px wider than the screen"
+    assert overflow <= 0, f"{width} px: {overflow} px too wide: {await too_wide(page)}"
     for button in await page.locator("tr[data-alert-id] .col-actions > *").all():
         box = await button.bounding_box()
         assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width
+
+
+async def too_wide(page: Page) -> list[str]:
+    """The elements sticking out on the right (to say what broke a narrow layout)."""
+    found: list[str] = await page.evaluate(
+        """[...document.querySelectorAll('body *')]
+             .filter(e => e.getBoundingClientRect().right > innerWidth + 1).slice(0, 8)
+             .map(e => `${e.tagName}#${e.id}.${e.className}`)"""
+    )
+    return found
 
 
 async def beeps(page: Page) -> int:
@@ -714,6 +724,18 @@ async def test_silence_and_rectification_item_from_the_alert_page(
         )
         await page.locator("#escalate-dialog button.cancel").click()
         await expect(page.locator("#escalate-dialog")).to_be_hidden()
+
+        # On a phone the alert page fits the screen (tables scroll inside their boxes).
+        await page.set_viewport_size({"width": 390, "height": 844})
+        await expect(page.locator("#alert-chart canvas")).to_have_count(1)
+        await page.wait_for_timeout(300)  # the chart follows its box's new width
+        overflow = await page.evaluate("document.documentElement.scrollWidth - innerWidth")
+        assert overflow <= 0, (
+            f"the alert page is {overflow} px wider than a phone: {await too_wide(page)}"
+        )
+        chart_box = await page.locator("#alert-chart canvas").bounding_box()
+        assert chart_box is not None and chart_box["x"] + chart_box["width"] <= 390
+        await screenshot(page, "alert-phone")
 
 
 async def test_a_session_ended_elsewhere_sends_the_board_to_the_login_page(
