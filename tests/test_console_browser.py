@@ -652,6 +652,19 @@ async def test_sites_device_and_statistics_pages(
             "加油加气站"
         )
 
+        # Every page fits a phone (wide tables scroll inside their own boxes).
+        await page.set_viewport_size({"width": 390, "height": 844})
+        for path, ready in (
+            ("/stats.html", "#chart-alerts canvas"),
+            ("/sites.html", ".site-card"),
+            ("/device.html?id=xw3-gas", "#charts canvas"),
+        ):
+            await page.goto(live.base_url + path)
+            await expect(page.locator(ready).first).to_be_visible()
+            await page.wait_for_timeout(300)  # charts follow their box's width
+            overflow = await page.evaluate("document.documentElement.scrollWidth - innerWidth")
+            assert overflow <= 0, f"{path}: {overflow} px too wide: {await too_wide(page)}"
+
 
 async def test_board_shows_a_lost_connection_and_catches_up(
     users: LiveGateway, page: Page, context: BrowserContext
