@@ -34,9 +34,9 @@ circuit.
 State is per device: the active alerts it was told about, when it last showed heat
 or a rise, and a window of recent values per metric kept as a monotonic deque (the
 window's minimum in O(1) amortised, at most ``max_points`` values). After a restart
-:meth:`Correlator.resume` rebuilds the alert side from the engine's open alerts; the
-value windows are rebuilt from readings arriving after the restart (a rise that
-straddles the restart is missed; an active alert on either side still confirms).
+the gateway replays the last window of stored readings of every device with a room
+or circuit (``gateway/detect.py``), then :meth:`Correlator.resume` takes the
+engine's open alerts, so a rise that straddles the restart still counts.
 ``state()``/``restore()`` carry everything if a caller wants to persist it.
 
 Examples
@@ -250,6 +250,19 @@ class Correlator:
                         self._electrical_signal(s.device_id, s.ts_ms, "", None, active=False)
                     )
         return out
+
+    def watches(self, metric: str) -> bool:
+        """Whether readings of ``metric`` are evidence here (to rebuild windows from a store)."""
+        p = self.params
+        return (
+            metric in p.temperature_metrics
+            or metric == p.residual_metric
+            or metric.startswith(p.cable_prefix)
+        )
+
+    @property
+    def longest_window_ms(self) -> int:
+        return int(max(self.params.window_s, self.params.electrical_window_s) * 1000)
 
     def resume(self, alerts: Iterable[Alert]) -> None:
         """Take the engine's open alerts after a restart: active ones count as evidence

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from alerts.model import Signal
 from detectors.bank import DetectorBank
@@ -100,22 +100,63 @@ async def rebuild_production(
     A store that fails costs only the baselines (logged once), never the start-up.
     Returns the number of readings replayed.
     """
+    series = {d: [POWER_METRIC, ENERGY_METRIC] for d in device_ids}
     start = now_ms - days * 86_400_000
+    return await _replay(store, series, start, now_ms, production.on_readings, "production")
+
+
+async def rebuild_correlator(
+    correlator: Correlator, store: TimeSeriesStore, registry: Registry, now_ms: int
+) -> int:
+    """Replay the last window of the readings the correlator judges, for every device with
+    a room or a circuit, so a heat or leakage rise that straddles a restart still counts.
+
+    Call before :meth:`Correlator.resume`: with no alert known yet the replay only fills
+    the windows and confirms nothing (a confirmation comes with the next point).
+    Returns the number of readings replayed.
+    """
+    series: dict[str, list[str]] = {}
+    for device in registry.devices():
+        profile = registry.profile_of(device.id)
+        if profile is None or not (device.room or device.circuit):
+            continue
+        metrics = [m for m in profile.metrics if correlator.watches(m)]
+        if metrics:
+            series[device.id] = metrics
+    start = now_ms - correlator.longest_window_ms
+    return await _replay(store, series, start, now_ms, correlator.on_readings, "correlation")
+
+
+async def _replay(
+    store: TimeSeriesStore,
+    series: dict[str, list[str]],
+    start_ms: int,
+    end_ms: int,
+    feed: Callable[[Sequence[Reading]], object],
+    what: str,
+) -> int:
+    """Feed each device's stored readings in time order; the signals are dropped.
+
+    A store that is down would time out once per series: the first failure ends the
+    replay (logged once), so it costs the rebuilt state, never the start-up.
+    """
     replayed = 0
-    for device_id in device_ids:
+    for device_id, metrics in series.items():
         readings: list[Reading] = []
         try:
-            for metric in (POWER_METRIC, ENERGY_METRIC):
-                readings.extend(await store.query(device_id, metric, start, now_ms, limit=100_000))
+            for metric in metrics:
+                readings.extend(
+                    await store.query(device_id, metric, start_ms, end_ms, limit=100_000)
+                )
         except Exception:
-            # A store that is down would time out once per meter: give up on the rest.
             log.warning(
-                "store unavailable: production baselines start from scratch (from %s on)",
+                "store unavailable: %s state starts from scratch (from %s on)",
+                what,
                 device_id,
                 exc_info=True,
             )
             break
-        readings.sort(key=lambda r: r.ts_ms)  # on_readings orders each instant's pair
-        production.on_readings(readings)
+        readings.sort(key=lambda r: r.ts_ms)  # stable: a register stays by its load
+        feed(readings)
         replayed += len(readings)
     return replayed

@@ -38,7 +38,7 @@ from gateway.broker_accounts import DeviceAccounts, device_accounts, tls_options
 from gateway.config import Settings
 from gateway.deadletter import DeadLetterStore
 from gateway.decode import Decode
-from gateway.detect import Detect, meter_calendars, rebuild_production
+from gateway.detect import Detect, meter_calendars, rebuild_correlator, rebuild_production
 from gateway.detector_state import StateKeeper
 from gateway.metrics import Counters
 from gateway.model import now_ms
@@ -216,6 +216,7 @@ class Gateway:
             self.registry.on_revoke.append(forget)
         meters = [d.id for d in self.registry.devices() if self.production_watches(d.id)]
         await rebuild_production(self.production, self.store, meters, start)
+        await rebuild_correlator(self.correlator, self.store, self.registry, start)
         self.correlator.resume(self.alerts.open_alerts())
         self.production.resume(self.alerts.open_alerts())
 

@@ -22,6 +22,7 @@ from alerts.model import AlertClass, Severity, Signal
 from detectors.bank import DetectorBank
 from detectors.correlate import ELECTRICAL_RULE, FIRE_RULE, Correlator
 from gateway import audit, registry
+from gateway.config import Settings
 from gateway.detect import Detect
 from gateway.metrics import Counters
 from gateway.model import DeviceEvent, InboundMessage, Reading, now_ms
@@ -30,7 +31,7 @@ from gateway.profiles import DEFAULT_PROFILE_DIR, load_profiles
 from gateway.registry import Registry
 from gateway.registry_model import Device, Site
 from gateway.sqlite import SqliteDatabase
-from tests.conftest import LiveGateway, eventually, register
+from tests.conftest import LiveGateway, eventually, register, run_gateway
 
 T0 = 1_796_083_200_000
 S = 1000
@@ -80,6 +81,12 @@ class Rig:
         for i, value in enumerate(values):
             found += await self.feed([Reading(device_id, metric, start_ms + i * step_s * S, value)])
         return found
+
+
+def mqtt_client(live: LiveGateway, identifier: str) -> aiomqtt.Client:
+    assert live.settings.broker_url is not None
+    host, port = live.settings.broker_url.removeprefix("mqtt://").rsplit(":", 1)
+    return aiomqtt.Client(host, int(port), identifier=identifier)
 
 
 def ours(signals: list[Signal]) -> list[tuple[str, str, bool]]:
@@ -264,3 +271,34 @@ async def test_live_smoke_and_heat_in_one_room_page_as_a_confirmed_fire(live: Li
         ("smoke-k", "red", "fire")
     ]
     assert "heat-k" in fires[0]["message"]
+
+
+async def test_a_heat_rise_before_a_restart_still_confirms_the_smoke_after_it(
+    settings: Settings,
+) -> None:
+    """The heat detector's rise reached the store, then the gateway restarted; the smoke
+    alarm that follows is confirmed from the replayed window."""
+    t = now_ms() - 150 * S
+    async with run_gateway(settings) as live:
+        await register(live.gateway, [SITES[0]], DEVICES[:2])
+        async with mqtt_client(live, "h4-before") as client:
+            for i, value in enumerate([24.0, 28.0, 33.0, 37.0]):
+                body = {"ts": t + i * 30 * S, "values": {"temperature_c": value}}
+                await client.publish("ewg/v1/heat-k/telemetry", json.dumps(body), qos=1)
+
+        async def stored() -> bool:
+            rows = await live.gateway.store.query("heat-k", "temperature_c", t, t + 200 * S)
+            return len(rows) == 4
+
+        await eventually(stored)
+    async with run_gateway(settings) as live:
+        async with mqtt_client(live, "h4-after") as client:
+            event = {"ts": t + 140 * S, "type": "smoke_alarm"}
+            await client.publish("ewg/v1/smoke-k/event", json.dumps(event), qos=1)
+
+        async def confirmed() -> list[dict[str, Any]] | None:
+            alerts = (await live.client.get("/api/alerts")).json()
+            return [a for a in alerts if a["rule"] == FIRE_RULE] or None
+
+        (fire,) = await eventually(confirmed)
+        assert fire["device_id"] == "smoke-k" and "24.0 → 37.0 °C" in fire["message"]
