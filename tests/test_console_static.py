@@ -21,6 +21,7 @@ import pytest
 
 from alerts.model import AlertClass, AlertState, Disposition, Severity
 from alerts.notify.store import Status as NotificationStatus
+from gateway.api.routes_console import CONTENT_SECURITY_POLICY
 from gateway.app import create_app
 from gateway.config import load_settings
 from gateway.scope import Role
@@ -140,6 +141,23 @@ def test_no_inline_script_code_so_the_csp_can_forbid_it(page: Path) -> None:
     for tag, attrs in doc.elements:
         assert not any(k.startswith("on") for k in attrs), f"{page.name}: inline handler on <{tag}>"
         assert not attrs.get("href", "").lower().startswith("javascript:")
+
+
+@pytest.mark.parametrize(
+    "page", [p for p in PAGES if p.name in CONSOLE_PAGES], ids=lambda p: p.name
+)
+def test_each_page_carries_the_csp_itself(page: Path) -> None:
+    """``/`` is served by the app, not by the console route: the page states the same policy
+    in a meta tag (without ``frame-ancestors``, which browsers ignore there)."""
+    metas = [
+        a["content"]
+        for tag, a in parse(page).elements
+        if tag == "meta" and a.get("http-equiv", "").lower() == "content-security-policy"
+    ]
+    header = {d.strip() for d in CONTENT_SECURITY_POLICY.split(";")}
+    assert [{d.strip() for d in m.split(";")} for m in metas] == [
+        {d for d in header if not d.startswith("frame-ancestors")}
+    ]
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
