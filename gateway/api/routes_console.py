@@ -76,15 +76,16 @@ def _console_file(relative: str) -> FileResponse:
 
 # The pages sit at the root next to ``/`` (the board), so their relative links and module
 # imports work from any of them. ``{name}`` holds no slash: ``/api/...`` never gets here, and
-# the app's own routes (``/docs``, ``/metrics``) are matched before this router.
+# the app's own routes (``/docs``, ``/metrics``) are matched before this router. Plain ``def``:
+# FastAPI runs them in its thread pool, so resolving and stat-ing the file never blocks the loop.
 @router.get("/{name}", include_in_schema=False)
-async def console_file(name: str) -> FileResponse:
+def console_file(name: str) -> FileResponse:
     """A console page or script (``/login.html``, ``/common.js``, ...)."""
     return _console_file(name)
 
 
 @router.get("/vendor/{name:path}", include_in_schema=False)
-async def vendor_file(name: str) -> FileResponse:
+def vendor_file(name: str) -> FileResponse:
     """The vendored libraries (``/vendor/uplot/uPlot.esm.js``)."""
     return _console_file(f"vendor/{name}")
 
