@@ -44,6 +44,8 @@ Band = tuple[float | None, float | None]
 
 _RAISED = (Stage.PREWARNING, Stage.ALARM)
 _INT_MIN = np.iinfo(np.int64).min
+#: process_groups works in blocks of whole series of about this many points.
+_CHUNK_POINTS = 1 << 18
 
 
 class ActiveAt(Protocol):
@@ -456,6 +458,35 @@ class Staged:
         bounds = np.asarray(bounds, dtype=np.intp)
         if ts.shape != vals.shape or ts.ndim != 1 or bounds.size != len(detectors) + 1:
             raise ValueError("ts_ms, values and bounds do not describe the detectors' series")
+        if ts.size > _CHUNK_POINTS and len(detectors) > 1:
+            # Blocks of whole series that fit in cache do the ~40 array passes faster.
+            cuts = [0]
+            for g in range(1, len(detectors)):
+                if bounds[g] - bounds[cuts[-1]] >= _CHUNK_POINTS:
+                    cuts.append(g)
+            cuts.append(len(detectors))
+            out: list[Processed] = []
+            for a, b in itertools.pairwise(cuts):
+                lo, hi = int(bounds[a]), int(bounds[b])
+                out.extend(
+                    first._block(
+                        detectors[a:b], ts[lo:hi], vals[lo:hi], bounds[a : b + 1] - lo,
+                        None if active is None else active[lo:hi],
+                    )
+                )
+            return out
+        return first._block(detectors, ts, vals, bounds, active)
+
+    def _block(
+        self,
+        detectors: Sequence[Staged],
+        ts: Timestamps,
+        vals: Floats,
+        bounds: npt.NDArray[np.intp],
+        active: npt.NDArray[np.bool_] | None,
+    ) -> list[Processed]:
+        """Score a block of whole series (in one pass where the scorer class can), then
+        run the stage machine over it."""
         scorers = [d.scorer for d in detectors]
         scores: Floats | None = None
         together = getattr(type(scorers[0]), "process_groups", None)
@@ -465,7 +496,7 @@ class Staged:
             scores = np.empty(ts.size, dtype=np.float64)
             for scorer, lo, hi in zip(scorers, bounds[:-1], bounds[1:], strict=True):
                 scores[lo:hi] = score_and_learn(scorer, ts[lo:hi], vals[lo:hi])
-        return first._machine(detectors, ts, vals, np.asarray(scores, np.float64), bounds, active)
+        return self._machine(detectors, ts, vals, np.asarray(scores, np.float64), bounds, active)
 
     def _settings(self) -> tuple[object, ...]:
         """What two detectors must share to run through one stage machine pass."""

@@ -598,8 +598,12 @@ def test_metric_spec_feeds_sensor_fault_defaults() -> None:
     assert [c.new for c in (staged.update(0, 20.0), staged.update(1, 200.0)) if c] == [A]
 
 
+@pytest.mark.parametrize("chunk", [1 << 18, 50])
 @pytest.mark.parametrize("seed", range(6))
-def test_process_groups_equals_process_many_per_series(seed: int) -> None:
+def test_process_groups_equals_process_many_per_series(
+    seed: int, chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("detectors.staged._CHUNK_POINTS", chunk)  # blocks of series, too
     rng = np.random.default_rng(100 + seed)
     cfg = CONFIGS[seed % len(CONFIGS)]
     level = 0.0 if cfg.get("direction") == "outside" else 50.0
