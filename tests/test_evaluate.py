@@ -1,8 +1,9 @@
 """``ewg evaluate``: the detectors scored on the labelled simulated town.
 
-The week-long run takes a few seconds in process, so the full size is tested: a regression
-in any detector that misses a fire or a leakage, or floods a site with false alarms, fails
-here before it reaches a duty officer.
+The full week costs about 40 CPU seconds; the test runs the first five days (still every
+incident kind, three fires, three leakages one of them the 14-hour creep, 220 device-days
+of quiet), so a regression in any detector that misses a fire or a leakage, or floods a
+site with false alarms, fails here before it reaches a duty officer.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from gateway.profiles import load_profiles
 from simulator.batch import generate
 from simulator.evaluation import evaluation_town, monday_start_ms
 
-#: The incident kinds of domain.md the evaluation must cover (and does, in 7 days).
+#: The incident kinds of domain.md the evaluation must cover (and does, in 5 days).
 DOMAIN_KINDS = {
     "fire",
     "heat_rise",
@@ -51,19 +52,20 @@ DOMAIN_KINDS = {
 
 @pytest.fixture(scope="module")
 def week() -> Evaluation:
-    return evaluate(days=7)
+    return evaluate(days=5)
 
 
 def test_every_fire_and_every_leakage_is_detected(week: Evaluation) -> None:
     fires = [r for r in week.rows if r.detector == "any" and r.incident.startswith("fire")]
     leaks = [r for r in week.rows if r.detector == "any" and r.incident.startswith("leakage")]
-    assert sum(r.incidents for r in fires) >= 4 and sum(r.incidents for r in leaks) >= 4
+    assert sum(r.incidents for r in fires) >= 3 and sum(r.incidents for r in leaks) >= 3
+    assert any(r.incident == "leakage_creep (slow)" for r in leaks)
     assert week.recall("fire") == 1.0, [r.to_json() for r in fires]
     assert week.recall("leakage_creep") == 1.0, [r.to_json() for r in leaks]
 
 
 def test_false_alarms_stay_within_the_budget(week: Evaluation) -> None:
-    assert week.days == 7 and week.devices >= 40
+    assert week.days == 5 and week.devices >= 40
     assert week.hazard_false_per_device_day <= HAZARD_FALSE_ALARM_BUDGET, [
         (a.device_id, a.rule) for a in week.false_alarms if a.alert_class == "hazard"
     ]
