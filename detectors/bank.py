@@ -42,8 +42,7 @@ _STATE_VERSION = 2
 #: the vectorised path (same result as point by point; cheaper from about here on).
 BATCH_MIN = 16
 
-__all__ = ["BATCH_MIN", "OFFLINE_RULE", "DetectorBank", "ProfileOf", "SiteOf",
-           "detector_from_rule"]
+__all__ = ["BATCH_MIN", "OFFLINE_RULE", "DetectorBank", "ProfileOf", "SiteOf", "detector_from_rule"]
 
 
 @dataclass(slots=True)
@@ -212,8 +211,9 @@ class DetectorBank:
             signals.append(_offline_signal(back, self._tz))
         for rule in self.rules(event.device_id, profile):
             if isinstance(rule, DriftRule) and event.type in rule.relearn_on:
-                reset = getattr(self._detector(event.device_id, rule, profile).scorer,
-                                "reset_baseline", None)
+                reset = getattr(
+                    self._detector(event.device_id, rule, profile).scorer, "reset_baseline", None
+                )
                 if reset is not None:
                     reset()  # e.g. a bag change: the old baseline no longer applies
         spec = profile.events.get(event.type)
@@ -475,8 +475,13 @@ class DetectorBank:
         try:
             staged.restore({k: v for k, v in saved.items() if k != "rule_type"})
         except ValueError as exc:
-            log.warning("detector state of %s/%s not usable (%s); its stage is kept, "
-                        "what it learnt starts over", device_id, rule.name, exc)
+            log.warning(
+                "detector state of %s/%s not usable (%s); its stage is kept, "
+                "what it learnt starts over",
+                device_id,
+                rule.name,
+                exc,
+            )
             DetectorBank._carry_stage(staged, saved)
 
     @staticmethod
@@ -514,8 +519,22 @@ class DetectorBank:
 
 
 _STAGE_FIELDS = frozenset(
-    {"direction", "prewarning", "alarm", "delay_s", "delay_samples", "hysteresis", "clear",
-     "schedule", "timezone", "enabled", "alert_class", "hazard", "title_zh", "title_en"}
+    {
+        "direction",
+        "prewarning",
+        "alarm",
+        "delay_s",
+        "delay_samples",
+        "hysteresis",
+        "clear",
+        "schedule",
+        "timezone",
+        "enabled",
+        "alert_class",
+        "hazard",
+        "title_zh",
+        "title_en",
+    }
 )
 
 
@@ -547,5 +566,4 @@ def _offline_signal(change: OfflineChange, tz: tzinfo) -> Signal:
 
 def _local(ts_ms: int, tz: tzinfo) -> str:
     """ISO 8601 in the town's zone, with its offset: what the console shows beside it."""
-    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).astimezone(tz).isoformat(
-        timespec="seconds")
+    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).astimezone(tz).isoformat(timespec="seconds")

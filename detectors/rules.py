@@ -265,8 +265,10 @@ def run_rule_groups(
     vals = np.asarray(values, dtype=np.float64)
     done = Staged.process_groups(staged, ts, vals, bounds)
     if done is None:  # detectors with different settings: one series at a time
-        done = [d.process_many(ts[lo:hi], vals[lo:hi])
-                for d, lo, hi in zip(staged, bounds[:-1], bounds[1:], strict=True)]
+        done = [
+            d.process_many(ts[lo:hi], vals[lo:hi])
+            for d, lo, hi in zip(staged, bounds[:-1], bounds[1:], strict=True)
+        ]
     return [RuleRun(p.scores, p.stages, p.changes) for p in done]
 
 
@@ -327,8 +329,9 @@ def message(
     if kind == "flatline":
         if active:
             bound = band[1] if band is not None and band[1] is not None else math.nan
-            return f"{title}: {reading} unchanged for {_duration(change.score)} " \
-                f"(≥ {_duration(bound)})"
+            return (
+                f"{title}: {reading} unchanged for {_duration(change.score)} (≥ {_duration(bound)})"
+            )
         return f"{title}: 读数恢复变化 / moving again, now {reading}"
     if kind == "sensor_fault":
         if not active:

@@ -99,9 +99,7 @@ class Schedule:
         if ts.size == 0:
             return np.zeros(0, dtype=bool)
         buckets, inverse = np.unique(ts // _BUCKET_MS, return_inverse=True)
-        offsets = np.array(
-            [self._offset_ms(int(b) * _BUCKET_MS) for b in buckets], dtype=np.int64
-        )
+        offsets = np.array([self._offset_ms(int(b) * _BUCKET_MS) for b in buckets], dtype=np.int64)
         local_min = (ts + offsets[inverse]) // _MIN_MS
         minute = local_min % 1440
         # 1970-01-01 was a Thursday (weekday 3).

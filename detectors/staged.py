@@ -270,9 +270,7 @@ class Staged:
         schedule: ActiveAt | None = None,
     ) -> None:
         if direction not in ("above", "below", "outside"):
-            raise ValueError(
-                f"direction must be 'above', 'below' or 'outside', got {direction!r}"
-            )
+            raise ValueError(f"direction must be 'above', 'below' or 'outside', got {direction!r}")
         alarm_band = _band(direction, alarm, "alarm")
         pre_band = None if prewarning is None else _band(direction, prewarning, "prewarning")
         if pre_band is not None and not _within(pre_band, alarm_band, strict=True):
@@ -470,7 +468,10 @@ class Staged:
                 lo, hi = int(bounds[a]), int(bounds[b])
                 out.extend(
                     first._block(
-                        detectors[a:b], ts[lo:hi], vals[lo:hi], bounds[a : b + 1] - lo,
+                        detectors[a:b],
+                        ts[lo:hi],
+                        vals[lo:hi],
+                        bounds[a : b + 1] - lo,
                         None if active is None else active[lo:hi],
                     )
                 )
@@ -502,8 +503,12 @@ class Staged:
         """What two detectors must share to run through one stage machine pass."""
         if self._key is None:
             self._key = (
-                self.direction, tuple(self._bands.items()), tuple(self._releases.items()),
-                self._delay_ms, self._delay_samples, repr(self.schedule),
+                self.direction,
+                tuple(self._bands.items()),
+                tuple(self._releases.items()),
+                self._delay_ms,
+                self._delay_samples,
+                repr(self.schedule),
             )
         return self._key
 
@@ -535,15 +540,19 @@ class Staged:
         if groups > 1:
             in_order[bounds[1:-1][lengths[1:] > 0] - 1] = True  # group edges need no order
         starts = bounds[:-1][lengths > 0]
-        if not (valid.all() and bool(in_order.all())
-                and bool((ts[starts] >= last0[lengths > 0]).all())):
+        if not (
+            valid.all() and bool(in_order.all()) and bool((ts[starts] >= last0[lengths > 0]).all())
+        ):
             newest = newest_before(ts, valid, bounds, last0)
             if newest is None:  # timestamps too far apart for one pass: series by series
                 return [
                     r
                     for d, (lo, hi) in zip(detectors, _pairs(bounds), strict=True)
                     for r in self._machine(
-                        [d], ts[lo:hi], vals[lo:hi], scores[lo:hi],
+                        [d],
+                        ts[lo:hi],
+                        vals[lo:hi],
+                        scores[lo:hi],
                         np.array([0, hi - lo], dtype=np.intp),
                         None if active is None else active[lo:hi],
                     )
@@ -585,8 +594,10 @@ class Staged:
                 final_clock[stage] = (none, [0] * lasts.size, [0] * lasts.size)
                 continue
             count0 = np.array([d._count[stage] for d in detectors], dtype=np.int64)
-            since0 = np.array([_INT_MIN if d._since_ms[stage] is None else d._since_ms[stage]
-                               for d in detectors], dtype=np.int64)
+            since0 = np.array(
+                [_INT_MIN if d._since_ms[stage] is None else d._since_ms[stage] for d in detectors],
+                dtype=np.int64,
+            )
             # Index of the last point before each one that did not cross (its run's start - 1).
             last_off = np.maximum.accumulate(np.where(crossed, -1, idx))
             if groups > 1:
@@ -608,11 +619,7 @@ class Staged:
                 carried = crossed & (last_off == e_start - 1) & (count0[e_gid] > 0)
                 count = np.where(carried, count + count0[e_gid], count)
                 since = np.where(carried, since0[e_gid], since)
-            ready[stage] = (
-                crossed
-                & ((e_ts - since) >= delay_ms)
-                & (count >= self._delay_samples)
-            )
+            ready[stage] = crossed & ((e_ts - since) >= delay_ms) & (count >= self._delay_samples)
         keep_alarm = judged(self._releases[Stage.ALARM])
         keep_pre = judged(self._releases[Stage.PREWARNING])
         set_alarm = ready[Stage.ALARM].copy()
@@ -649,8 +656,8 @@ class Staged:
             changes: list[StageChange] = []
             at: list[int] = []
             if cut_list[g + 1] > cut_list[g]:
-                mine_moved = moved[cut_list[g]:cut_list[g + 1]].tolist()
-                mine_point = point[cut_list[g]:cut_list[g + 1]].tolist()
+                mine_moved = moved[cut_list[g] : cut_list[g + 1]].tolist()
+                mine_point = point[cut_list[g] : cut_list[g + 1]].tolist()
                 changes = [
                     StageChange(
                         ts_ms=int(e_ts[i]),

@@ -61,8 +61,9 @@ def restore(bank: DetectorBank, path: Path) -> bool:
         bank.restore(state)
     except (OSError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
         aside = path.with_name(path.name + ".corrupt")
-        log.error("detector state %s is unusable (%s); starting without it, moved to %s",
-                  path, exc, aside)
+        log.error(
+            "detector state %s is unusable (%s); starting without it, moved to %s", path, exc, aside
+        )
         try:
             os.replace(path, aside)
         except OSError:

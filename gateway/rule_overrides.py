@@ -105,9 +105,7 @@ class RuleOverrides:
         self._cache: dict[tuple[int, str | None, str], tuple[ThresholdRule, ...]] = {}
 
     def __len__(self) -> int:
-        return sum(len(v) for v in self.sites.values()) + sum(
-            len(v) for v in self.devices.values()
-        )
+        return sum(len(v) for v in self.sites.values()) + sum(len(v) for v in self.devices.values())
 
     def rules_for(
         self, profile: Profile, site_id: str | None, device_id: str
@@ -155,9 +153,7 @@ class RuleOverrides:
                             merge(rule, change)
                         except ValidationError as exc:
                             detail = describe(without_rule_tags(exc), "(rule)")
-                            raise RuleOverrideError(
-                                f"{self.source}: {where}.{detail}"
-                            ) from None
+                            raise RuleOverrideError(f"{self.source}: {where}.{detail}") from None
                         except ValueError as exc:
                             raise RuleOverrideError(f"{self.source}: {where}: {exc}") from None
 

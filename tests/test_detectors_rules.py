@@ -55,8 +55,13 @@ def bank_of(profile: Profile, **kwargs: Any) -> DetectorBank:
 
 
 def series(
-    bank: DetectorBank, device: str, metric: str, values: Sequence[float], step_ms: int,
-    start_ms: int = 0, rule: str | None = None,
+    bank: DetectorBank,
+    device: str,
+    metric: str,
+    values: Sequence[float],
+    step_ms: int,
+    start_ms: int = 0,
+    rule: str | None = None,
 ) -> list[tuple[int, Signal]]:
     """Feed one reading at a time; (index, signal) for every signal (of ``rule`` if given)."""
     found = []
@@ -72,8 +77,14 @@ def rule_of(profile: Profile, name: str) -> ThresholdRule:
 
 
 def make_rule(**fields: Any) -> ThresholdRule:
-    base = {"name": "r", "metric": "temperature_c", "hazard": "fire",
-            "title_zh": "规则", "title_en": "Rule", "alarm": {"value": 70, "severity": "orange"}}
+    base = {
+        "name": "r",
+        "metric": "temperature_c",
+        "hazard": "fire",
+        "title_zh": "规则",
+        "title_en": "Rule",
+        "alarm": {"value": 70, "severity": "orange"},
+    }
     data = base | fields
     return RULE_MODELS[str(data.get("type", "threshold"))].model_validate(data)
 
@@ -105,8 +116,9 @@ def test_dust_collector_drift_learns_its_baseline_and_alarms_beyond_20_percent()
     learn = (800 + rng.normal(0, 10, 20)).tolist()  # baseline ~800 Pa (20 learn points)
     normal = (800 + rng.normal(0, 10, 30)).tolist()  # within noise: nothing
     clogged = [1000.0] * 5  # +25 %, one a minute: alarm once 60 s have passed
-    found = series(bank, "dc-1", "pressure_diff_pa", learn + normal + clogged, MIN,
-                   rule="pressure_drift")
+    found = series(
+        bank, "dc-1", "pressure_diff_pa", learn + normal + clogged, MIN, rule="pressure_drift"
+    )
     [(i, raised)] = found
     assert i == 50 + 1 and raised.active and raised.severity is Severity.ORANGE
     head, baseline = raised.message.split("baseline ")
@@ -116,8 +128,9 @@ def test_dust_collector_drift_learns_its_baseline_and_alarms_beyond_20_percent()
     # Torn bags: the other side of the band.
     torn = bank_of(DUST)
     series(torn, "dc-2", "pressure_diff_pa", [800.0] * 20, MIN)
-    [(j, low)] = series(torn, "dc-2", "pressure_diff_pa", [600.0] * 3, MIN, start_ms=20 * MIN,
-                        rule="pressure_drift")
+    [(j, low)] = series(
+        torn, "dc-2", "pressure_diff_pa", [600.0] * 3, MIN, start_ms=20 * MIN, rule="pressure_drift"
+    )
     assert j == 1 and "-25 % (≤ -20 %" in low.message
 
 
@@ -126,11 +139,19 @@ def test_a_bag_change_event_makes_the_drift_learn_a_new_baseline() -> None:
     series(bank, "dc-1", "pressure_diff_pa", [800.0] * 20, MIN)
     bank.on_event(DeviceEvent("dc-1", "bag_change", 20 * MIN))
     # New bags at 600 Pa: learnt as the new normal, not a -25 % drift.
-    quiet = series(bank, "dc-1", "pressure_diff_pa", [600.0] * 40, MIN, start_ms=21 * MIN,
-                   rule="pressure_drift")
+    quiet = series(
+        bank,
+        "dc-1",
+        "pressure_diff_pa",
+        [600.0] * 40,
+        MIN,
+        start_ms=21 * MIN,
+        rule="pressure_drift",
+    )
     assert quiet == []
-    [(_, raised)] = series(bank, "dc-1", "pressure_diff_pa", [760.0] * 3, MIN,
-                           start_ms=61 * MIN, rule="pressure_drift")
+    [(_, raised)] = series(
+        bank, "dc-1", "pressure_diff_pa", [760.0] * 3, MIN, start_ms=61 * MIN, rule="pressure_drift"
+    )
     assert "+27 %" in raised.message and "baseline 600 Pa" in raised.message
 
 
@@ -153,16 +174,24 @@ def test_cable_temperature_rise_is_a_yellow_prewarning_held_for_two_minutes() ->
 def test_flatline_raises_a_blue_fault_after_two_hours_of_the_same_pressure() -> None:
     bank = bank_of(DUST)
     values = [812.0, 815.0] + [813.0] * 125  # one a minute; stuck from index 2
-    [(i, raised)] = series(bank, "dc-1", "pressure_diff_pa", values, MIN,
-                           rule="pressure_diff_stuck")
+    [(i, raised)] = series(
+        bank, "dc-1", "pressure_diff_pa", values, MIN, rule="pressure_diff_stuck"
+    )
     assert i == 2 + 120  # 7200 s after the run's first point
     assert (raised.severity, raised.alert_class) == (Severity.BLUE, AlertClass.FAULT)
     assert raised.message == (
         "压差读数长时间不变 / Pressure difference reading stuck: 813 Pa unchanged for 2 h 0 min "
         "(≥ 2 h 0 min)"
     )
-    [(_, cleared)] = series(bank, "dc-1", "pressure_diff_pa", [830.0], MIN, start_ms=200 * MIN,
-                            rule="pressure_diff_stuck")
+    [(_, cleared)] = series(
+        bank,
+        "dc-1",
+        "pressure_diff_pa",
+        [830.0],
+        MIN,
+        start_ms=200 * MIN,
+        rule="pressure_diff_stuck",
+    )
     assert not cleared.active
 
 
@@ -179,10 +208,19 @@ def test_sensor_fault_pinned_at_the_range_end_and_impossible_jumps() -> None:
     assert (found[0][1].alert_class, found[0][1].severity) == (AlertClass.FAULT, Severity.YELLOW)
     jumpy = bank_of(EFM)
     # 30 °C to 160 °C within 10 s (13 °C/s > 2 °C/s), twice in a row.
-    found = series(jumpy, "efm-1", "cable_temp_2_c", [30.0, 160.0, 30.0, 31.0], 10_000,
-                   rule="cable_temp_2_fault")
-    assert found and found[0][0] == 2 and "跳变不可能 / impossible jump (> 2 °C/s)" in (
-        found[0][1].message)
+    found = series(
+        jumpy,
+        "efm-1",
+        "cable_temp_2_c",
+        [30.0, 160.0, 30.0, 31.0],
+        10_000,
+        rule="cable_temp_2_fault",
+    )
+    assert (
+        found
+        and found[0][0] == 2
+        and "跳变不可能 / impossible jump (> 2 °C/s)" in (found[0][1].message)
+    )
 
 
 def test_anomaly_on_load_is_a_blue_hazard_prewarning_after_a_sustained_jump() -> None:
@@ -195,12 +233,22 @@ def test_anomaly_on_load_is_a_blue_hazard_prewarning_after_a_sustained_jump() ->
     found = series(bank, "pm-1", "active_power_kw", load.tolist(), quarter, rule="load_anomaly")
     learnt_false = [i for i, s in found if s.active and i > 96]
     assert len(learnt_false) <= 1  # after a day of learning, a normal pattern raises ~nothing
-    jump = series(bank, "pm-1", "active_power_kw", [2000.0] * 6, quarter,
-                  start_ms=days * quarter, rule="load_anomaly")
+    jump = series(
+        bank,
+        "pm-1",
+        "active_power_kw",
+        [2000.0] * 6,
+        quarter,
+        start_ms=days * quarter,
+        rule="load_anomaly",
+    )
     assert jump and jump[0][1].active
     raised = jump[0][1]
     assert (raised.severity, raised.alert_class, raised.hazard) == (
-        Severity.BLUE, AlertClass.HAZARD, "anomaly")
+        Severity.BLUE,
+        AlertClass.HAZARD,
+        "anomaly",
+    )
     assert raised.message.startswith(
         "用电负荷异常 / Unusual electrical load: 2000 kW, anomaly score"
     )
@@ -219,27 +267,34 @@ def run(staged: Staged, values: Sequence[float], step_ms: int = 1000) -> list[tu
 
 
 def test_outside_band_raises_on_either_side_in_two_stages() -> None:
-    staged = Staged(Identity(), direction="outside", prewarning=(-15, 15), alarm=(-20, 20),
-                    hysteresis=2)
+    staged = Staged(
+        Identity(), direction="outside", prewarning=(-15, 15), alarm=(-20, 20), hysteresis=2
+    )
     values = [0, 16, 21, 19, 17, 12, 0, -16, -25, -17, -12]
-    assert run(staged, values) == [(1, P), (2, A), (4, P), (5, N), (7, P), (8, A), (9, P),
-                                   (10, N)]
+    assert run(staged, values) == [(1, P), (2, A), (4, P), (5, N), (7, P), (8, A), (9, P), (10, N)]
 
 
 def test_outside_band_from_a_profile_rule_and_its_validation() -> None:
-    rule = make_rule(direction="outside", metric="pressure_diff_pa",
-                     alarm={"low": 400, "high": 1500, "severity": "orange"})
+    rule = make_rule(
+        direction="outside",
+        metric="pressure_diff_pa",
+        alarm={"low": 400, "high": 1500, "severity": "orange"},
+    )
     staged = detector_from_rule(rule)
     assert staged.band(A) == (400, 1500)
     assert [c.new for c in (staged.update(0, 350.0), staged.update(1, 900.0)) if c] == [A, N]
     with pytest.raises(ValueError, match="prewarning"):
-        make_rule(direction="outside", alarm={"low": -20, "high": 20, "severity": "orange"},
-                  prewarning={"low": -25, "high": 15, "severity": "yellow"})
+        make_rule(
+            direction="outside",
+            alarm={"low": -20, "high": 20, "severity": "orange"},
+            prewarning={"low": -25, "high": 15, "severity": "yellow"},
+        )
 
 
 def test_a_separate_clear_condition_holds_the_alarm_until_it_is_met() -> None:
-    rule = make_rule(metric="hopper_temp_c", alarm={"value": 70, "severity": "orange"},
-                     clear={"value": 60})
+    rule = make_rule(
+        metric="hopper_temp_c", alarm={"value": 70, "severity": "orange"}, clear={"value": 60}
+    )
     staged = detector_from_rule(rule)
     assert run(staged, [50, 71, 65, 61, 60, 59.9, 71]) == [(1, A), (5, N), (6, A)]
     assert staged.release(A) == 60
@@ -262,8 +317,9 @@ def at(zone: str, year: int, month: int, day: int, hour: int, minute: int = 0) -
 
 
 def test_midnight_spanning_hours_in_shanghai() -> None:
-    night = Schedule(["22:00-06:00"], ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
-                     "Asia/Shanghai")
+    night = Schedule(
+        ["22:00-06:00"], ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "Asia/Shanghai"
+    )
     sh = "Asia/Shanghai"
     assert not night.active(at(sh, 2026, 12, 1, 21, 59))
     assert night.active(at(sh, 2026, 12, 1, 22, 0))
@@ -286,8 +342,9 @@ def test_a_midnight_range_belongs_to_the_day_it_starts() -> None:
 
 @pytest.mark.parametrize(("year", "month", "day"), [(2026, 3, 29), (2026, 10, 25)])
 def test_berlin_schedule_follows_daylight_saving_time(year: int, month: int, day: int) -> None:
-    night = Schedule(["22:00-06:00"], ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
-                     "Europe/Berlin")
+    night = Schedule(
+        ["22:00-06:00"], ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "Europe/Berlin"
+    )
     be = "Europe/Berlin"
     # 06:00 local ends the night on the day of the change, whatever the offset is that day.
     assert night.active(at(be, year, month, day, 5, 59))
@@ -304,9 +361,13 @@ def test_berlin_schedule_follows_daylight_saving_time(year: int, month: int, day
 
 
 def test_outside_its_schedule_a_rule_judges_nothing_and_its_open_alarm_clears() -> None:
-    night_load = make_rule(name="night_load", metric="active_power_kw", hazard="production",
-                           alarm={"value": 50, "severity": "yellow"},
-                           schedule={"hours": "22:00-06:00"})
+    night_load = make_rule(
+        name="night_load",
+        metric="active_power_kw",
+        hazard="production",
+        alarm={"value": 50, "severity": "yellow"},
+        schedule={"hours": "22:00-06:00"},
+    )
     profile = METER.model_copy(update={"rules": [night_load]})
     bank = bank_of(profile)  # gateway zone Asia/Shanghai
     sh = "Asia/Shanghai"
@@ -339,7 +400,9 @@ def overrides_file(tmp_path: Path, text: str) -> Path:
 
 
 def test_overrides_device_over_site_over_profile(tmp_path: Path) -> None:
-    path = overrides_file(tmp_path, """
+    path = overrides_file(
+        tmp_path,
+        """
 sites:
   sawmill:
     hopper_temp: {alarm: {value: 65}}
@@ -348,7 +411,8 @@ devices:
     hopper_temp: {alarm: {value: 55}, prewarning: null}
   dc-8:
     hopper_temp: {enabled: false}
-""")
+""",
+    )
     overrides = load_overrides(path, {"dust_collector_monitor": DUST})
     sites = {"dc-1": "sawmill", "dc-7": "sawmill", "dc-8": "sawmill", "dc-9": "bakery"}
     bank = DetectorBank(lambda d: DUST, site_of=sites.get, overrides=overrides)
@@ -364,27 +428,33 @@ devices:
     # The site's value keeps the profile's severity; the readings follow the effective rules.
     [raised] = series(bank, "dc-1", "hopper_temp_c", [66.0] * 11, 1000, rule="hopper_temp")[:1]
     assert raised[1].severity is Severity.ORANGE and "(≥ 65)" in raised[1].message
-    assert series(bank, "dc-9", "hopper_temp_c", [66.0] * 11, 1000, rule="hopper_temp")[0][1] \
-        .severity is Severity.YELLOW  # 66 °C is only a pre-warning under the profile's 70
+    assert (
+        series(bank, "dc-9", "hopper_temp_c", [66.0] * 11, 1000, rule="hopper_temp")[0][1].severity
+        is Severity.YELLOW
+    )  # 66 °C is only a pre-warning under the profile's 70
 
 
 @pytest.mark.parametrize(
     ("text", "where"),
     [
-        ("sites: {s1: {hopper_temp: {alarm: {value: 50}}}}\n",
-         "sites.s1.hopper_temp.(rule): Value error, prewarning 60"),
-        ("devices: {d1: {no_such_rule: {enabled: false}}}\n",
-         "devices.d1.no_such_rule: no device profile has a rule 'no_such_rule'"),
-        ("devices: {d1: {hopper_temp: {metric: inlet_temp_c}}}\n",
-         "devices.d1.hopper_temp: metric cannot be overridden"),
+        (
+            "sites: {s1: {hopper_temp: {alarm: {value: 50}}}}\n",
+            "sites.s1.hopper_temp.(rule): Value error, prewarning 60",
+        ),
+        (
+            "devices: {d1: {no_such_rule: {enabled: false}}}\n",
+            "devices.d1.no_such_rule: no device profile has a rule 'no_such_rule'",
+        ),
+        (
+            "devices: {d1: {hopper_temp: {metric: inlet_temp_c}}}\n",
+            "devices.d1.hopper_temp: metric cannot be overridden",
+        ),
         ("devices: {d1: {hopper_temp: {delay_s: -1}}}\n", "devices.d1.hopper_temp.delay_s"),
         ("regions: {}\n", "regions"),
     ],
     ids=["stage-order", "unknown-rule", "fixed-field", "bad-value", "unknown-key"],
 )
-def test_a_bad_override_names_the_file_and_the_field(
-    tmp_path: Path, text: str, where: str
-) -> None:
+def test_a_bad_override_names_the_file_and_the_field(tmp_path: Path, text: str, where: str) -> None:
     path = overrides_file(tmp_path, text)
     with pytest.raises(RuleOverrideError) as info:
         load_overrides(path, {"dust_collector_monitor": DUST})
@@ -447,20 +517,39 @@ def roundtrip(state: dict[str, object]) -> dict[str, object]:
 
 
 CASES = [
-    (DUST, "pressure_diff_pa", "pressure_drift",
-     [800.0 + (i % 3) for i in range(25)], [1000.0] * 4, MIN),
-    (HEAT, "temperature_c", "temperature_rise",
-     [25.0, 25.0, 27.0], [29.5, 32.0, 34.5, 37.0], 10_000),
+    (
+        DUST,
+        "pressure_diff_pa",
+        "pressure_drift",
+        [800.0 + (i % 3) for i in range(25)],
+        [1000.0] * 4,
+        MIN,
+    ),
+    (
+        HEAT,
+        "temperature_c",
+        "temperature_rise",
+        [25.0, 25.0, 27.0],
+        [29.5, 32.0, 34.5, 37.0],
+        10_000,
+    ),
     (DUST, "pressure_diff_pa", "pressure_diff_stuck", [813.0] * 100, [813.0] * 30, MIN),
     (EFM, "cable_temp_3_c", "cable_temp_3_fault", [30.0, 30.5], [160.0, 30.0, 31.0], 10_000),
-    (METER, "active_power_kw", "load_anomaly",
-     [200.0 + 50 * np.sin(i / 15) for i in range(200)], [3000.0] * 4, 15 * MIN),
+    (
+        METER,
+        "active_power_kw",
+        "load_anomaly",
+        [200.0 + 50 * np.sin(i / 15) for i in range(200)],
+        [3000.0] * 4,
+        15 * MIN,
+    ),
     (EFM, "residual_current_ma", "residual_current", [350.0] * 5, [350.0] * 8, 1000),
 ]
 
 
 @pytest.mark.parametrize(
-    ("profile", "metric", "rule", "before", "after", "step"), CASES,
+    ("profile", "metric", "rule", "before", "after", "step"),
+    CASES,
     ids=[c[2] for c in CASES],
 )
 def test_every_rule_type_continues_after_a_restart_exactly_as_without_one(
@@ -494,8 +583,15 @@ def test_a_scorer_state_its_scorer_refuses_keeps_the_stage_and_starts_learning_o
     # The open alarm is still known; the baseline is learnt again from 20 readings, and the
     # first reading judged after that clears the alert.
     assert after.stage("dc-1", "pressure_drift") is A
-    found = series(after, "dc-1", "pressure_diff_pa", [800.0] * 22, MIN, start_ms=30 * MIN,
-                   rule="pressure_drift")
+    found = series(
+        after,
+        "dc-1",
+        "pressure_diff_pa",
+        [800.0] * 22,
+        MIN,
+        start_ms=30 * MIN,
+        rule="pressure_drift",
+    )
     assert [(i, s.active) for i, s in found] == [(20, False)]
 
 
@@ -505,10 +601,22 @@ def test_a_scorer_state_its_scorer_refuses_keeps_the_stage_and_starts_learning_o
 CONFIGS: list[dict[str, Any]] = [
     {"prewarning": 50, "alarm": 80, "delay_s": 3, "hysteresis": 5},
     {"alarm": 80, "delay_samples": 3, "hysteresis": 10},
-    {"direction": "below", "prewarning": 30, "alarm": 10, "delay_s": 2, "delay_samples": 2,
-     "hysteresis": 3, "clear": 40},
-    {"direction": "outside", "prewarning": (-15, 15), "alarm": (-20, 20), "delay_s": 1,
-     "hysteresis": 2},
+    {
+        "direction": "below",
+        "prewarning": 30,
+        "alarm": 10,
+        "delay_s": 2,
+        "delay_samples": 2,
+        "hysteresis": 3,
+        "clear": 40,
+    },
+    {
+        "direction": "outside",
+        "prewarning": (-15, 15),
+        "alarm": (-20, 20),
+        "delay_s": 1,
+        "hysteresis": 2,
+    },
     {"direction": "outside", "alarm": (-20, 20), "clear": (-5, 5), "delay_samples": 2},
     {"prewarning": 60, "alarm": 62, "hysteresis": 5, "clear": 59},
 ]
@@ -578,8 +686,9 @@ def test_a_large_batch_takes_the_vectorised_path_with_the_same_signals() -> None
     assert n >= BATCH_MIN
     readings = []
     for i in range(n):
-        readings.append(Reading("efm-1", "residual_current_ma", i * 1000,
-                                float(250 + rng.normal(0, 60))))
+        readings.append(
+            Reading("efm-1", "residual_current_ma", i * 1000, float(250 + rng.normal(0, 60)))
+        )
         readings.append(Reading("efm-1", "cable_temp_1_c", i * 1000, float(55 + i * 0.25)))
         readings.append(Reading("efm-2", "residual_current_ma", i * 1000, 400.0))
     batch = bank_of(EFM).on_readings(readings)
@@ -590,8 +699,9 @@ def test_a_large_batch_takes_the_vectorised_path_with_the_same_signals() -> None
 
 
 def test_metric_spec_feeds_sensor_fault_defaults() -> None:
-    rule = make_rule(type="sensor_fault", metric="cable_temp_1_c",
-                     alarm={"value": 0.5, "severity": "yellow"})
+    rule = make_rule(
+        type="sensor_fault", metric="cable_temp_1_c", alarm={"value": 0.5, "severity": "yellow"}
+    )
     with pytest.raises(ValueError, match="range"):
         detector_from_rule(rule)
     staged = detector_from_rule(rule, MetricSpec(unit="°C", min=-40, max=200))
@@ -626,8 +736,9 @@ def test_process_groups_equals_process_many_per_series(
         ts_parts.append(ts)
         value_parts.append(values)
     bounds = np.concatenate(([0], np.cumsum([len(t) for t in ts_parts]))).astype(np.intp)
-    done = Staged.process_groups(together, np.concatenate(ts_parts), np.concatenate(value_parts),
-                                 bounds)
+    done = Staged.process_groups(
+        together, np.concatenate(ts_parts), np.concatenate(value_parts), bounds
+    )
     assert done is not None and len(done) == groups
     for g in range(groups):
         expected = alone[g].process_many(ts_parts[g], value_parts[g])
@@ -638,7 +749,11 @@ def test_process_groups_equals_process_many_per_series(
 
 def test_process_groups_refuses_detectors_of_different_rules() -> None:
     a, b = Staged(Identity(), alarm=10), Staged(Identity(), alarm=20)
-    assert Staged.process_groups([a, b], np.zeros(2, np.int64), np.zeros(2),
-                                 np.array([0, 1, 2])) is None
-    assert Staged.process_groups([a, a], np.zeros(2, np.int64), np.zeros(2),
-                                 np.array([0, 1, 2])) is None
+    assert (
+        Staged.process_groups([a, b], np.zeros(2, np.int64), np.zeros(2), np.array([0, 1, 2]))
+        is None
+    )
+    assert (
+        Staged.process_groups([a, a], np.zeros(2, np.int64), np.zeros(2), np.array([0, 1, 2]))
+        is None
+    )

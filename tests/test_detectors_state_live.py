@@ -34,8 +34,9 @@ def broker_port(settings: Settings) -> int:
 
 async def send(settings: Settings, device_id: str, items: list[dict[str, object]]) -> None:
     """One backfill message (a list of readings), QoS 1."""
-    async with aiomqtt.Client("127.0.0.1", broker_port(settings), identifier=f"dev-{now_ms()}",
-                              timeout=10) as client:
+    async with aiomqtt.Client(
+        "127.0.0.1", broker_port(settings), identifier=f"dev-{now_ms()}", timeout=10
+    ) as client:
         await client.publish(f"ewg/v1/{device_id}/telemetry", json.dumps(items), qos=1)
 
 
@@ -59,8 +60,9 @@ async def test_a_learnt_drift_baseline_and_anomaly_state_survive_a_gateway_resta
         await register(live.gateway, [SITE], DEVICES)
         # 20 readings in one message: the baseline (their median, 800 Pa) is learnt.
         await send(settings, "dc-1", [pressure(start + i * MIN, 799.0 + i % 3) for i in range(20)])
-        load = [{"ts": start + i * MIN, "values": {"active_power_kw": 200.0 + i}}
-                for i in range(30)]
+        load = [
+            {"ts": start + i * MIN, "values": {"active_power_kw": 200.0 + i}} for i in range(30)
+        ]
         await send(settings, "pm-1", load)
 
         async def learnt() -> bool:
@@ -118,8 +120,9 @@ async def test_closing_an_alert_on_the_api_while_it_holds_raises_a_new_one(
     async with run_gateway(settings) as live:
         await register(live.gateway, [SITE], [efm])
         start = now_ms() - 10 * MIN
-        leak = [{"ts": start + i * 1000, "values": {"residual_current_ma": 350.0}}
-                for i in range(12)]
+        leak = [
+            {"ts": start + i * 1000, "values": {"residual_current_ma": 350.0}} for i in range(12)
+        ]
         await send(settings, "efm-1", leak)
 
         async def open_leak() -> list[dict[str, Any]]:
@@ -127,12 +130,14 @@ async def test_closing_an_alert_on_the_api_while_it_holds_raises_a_new_one(
             return [a for a in rows if a["rule"] == "residual_current"]
 
         [first] = await eventually(open_leak)
-        closed = await live.client.post(f"/api/alerts/{first['id']}/close",
-                                        json={"disposition": "false_alarm"})
+        closed = await live.client.post(
+            f"/api/alerts/{first['id']}/close", json={"disposition": "false_alarm"}
+        )
         assert closed.status_code == 200, closed.text
         # Still 350 mA: the next reading raises a new alert, not silence.
-        await send(settings, "efm-1", [{"ts": start + 13_000,
-                                        "values": {"residual_current_ma": 350.0}}])
+        await send(
+            settings, "efm-1", [{"ts": start + 13_000, "values": {"residual_current_ma": 350.0}}]
+        )
 
         async def second() -> list[dict[str, Any]]:
             return [a for a in await open_leak() if a["id"] != first["id"]]
