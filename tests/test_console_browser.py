@@ -619,6 +619,27 @@ async def test_sites_device_and_statistics_pages(
         assert int(await chart.get_attribute("data-points") or "0") >= 2
         publish(await screenshot(page, "device"), "console-device")
 
+        # Zoom by dragging across the chart; a double-click shows the whole range again.
+        full = [int(await chart.get_attribute(a) or "0") for a in ("data-min-ms", "data-max-ms")]
+        over = await chart.locator(".u-over").bounding_box()
+        assert over is not None
+        y = over["y"] + over["height"] / 2
+        await page.mouse.move(over["x"] + over["width"] * 0.3, y)
+        await page.mouse.down()
+        await page.mouse.move(over["x"] + over["width"] * 0.6, y, steps=5)
+        await page.mouse.up()
+        await expect(chart).to_have_attribute("data-zoomed", "true")
+        await expect(chart).not_to_have_attribute("data-min-ms", str(full[0]))
+        zoomed = [int(await chart.get_attribute(a) or "0") for a in ("data-min-ms", "data-max-ms")]
+        assert full[0] < zoomed[0] < zoomed[1] < full[1]
+        assert zoomed[1] - zoomed[0] < (full[1] - full[0]) * 0.4
+        await page.mouse.dblclick(over["x"] + over["width"] / 2, y)
+        await expect(chart).not_to_have_attribute("data-zoomed", "true")
+        await expect(chart).to_have_attribute("data-min-ms", str(full[0]))
+        assert [
+            int(await chart.get_attribute(a) or "0") for a in ("data-min-ms", "data-max-ms")
+        ] == full
+
         # The gas alarm's own page charts the rule's metric with its two levels.
         gas = by_device(alerts, "xw3-gas")
         await page.locator("#open-alerts a").click()

@@ -136,13 +136,15 @@ async function loadAll() {
     api('GET', `/api/alerts/${ID}/history`),
     api('GET', `/api/alerts/${ID}/notifications`).catch((e) => { if (e.status === 403) return null; throw e; }),
   ]);
-  const first = !S.ctx;
+  const first = !S.ctx, changed = !first && S.ctx.alert.state !== ctx.alert.state;
   S.ctx = ctx; S.history = history;
   if (S.metric === null) S.metric = ctx.metric;
   $('#notifications-panel').hidden = notifications === null;
   S.notifications = notifications || [];
   renderSummary(); renderFacts(); renderRelated(); renderHistory(); renderNotifications();
-  if (first) { renderRanges(); loadChart(); }
+  if (first) renderRanges();
+  // Redraw the chart with the new marks (cleared, closed) unless the officer is zoomed in.
+  if (first || (changed && !$('#alert-chart').dataset.zoomed)) loadChart();
   $('#alert-page').setAttribute('aria-busy', 'false');
 }
 async function refresh() {

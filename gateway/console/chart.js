@@ -29,6 +29,7 @@ function keepSized(container, chart, height) {
   container.chartCleanup_ = () => { ro.disconnect(); chart.destroy(); };
 }
 function reset(container) {
+  delete container.dataset.zoomed;
   if (container.chartCleanup_) container.chartCleanup_();
   container.chartCleanup_ = null;
   container.replaceChildren();
@@ -55,10 +56,11 @@ export function timeChart(container, { label, timeLabel = '', unit = '', points,
     const pad = Math.max(60e3, (range[1] - first) * 0.05);
     if (first - pad > range[0]) range = [first - pad, range[1]];
   }
-  // The levels run across the whole range, not only under the readings: add the range's ends
-  // as x values where the readings have no value.
+  // The chart spans the whole range (and the levels run across it), not only the readings:
+  // the range's ends are x values where the readings have none. The x scale is then simply
+  // the data's extent, so a drag zooms in and a double-click goes back to exactly this range.
   const values = points.map((p) => p.value);
-  if (range && lines.length) {
+  if (range) {
     if (range[0] < xs[0]) { xs.unshift(range[0]); values.unshift(null); }
     if (range[1] > xs[xs.length - 1]) { xs.push(range[1]); values.push(null); }
   }
@@ -73,7 +75,7 @@ export function timeChart(container, { label, timeLabel = '', unit = '', points,
     ...sizeOf(container, height), ms: 1, tzDate,
     series,
     axes: [{ ...AXIS, space: 70, values: timeTicks }, { ...AXIS, size: 60, values: (u, vals) => vals.map((v) => fmtNumber(v)) }],
-    scales: { x: { time: true, ...(range ? { range: () => range } : {}) } },
+    scales: { x: { time: true } },
     cursor: { drag: { x: true, y: false } },
     legend: { live: true },
     hooks: {
@@ -96,13 +98,16 @@ export function timeChart(container, { label, timeLabel = '', unit = '', points,
         container.dataset.minMs = String(Math.round(min)); container.dataset.maxMs = String(Math.round(max));
       }],
       setSelect: [(u) => {
-        if (!onZoom || u.select.width < 5) return;
+        if (u.select.width < 5) return;
+        container.dataset.zoomed = 'true';   // a page refreshing its charts leaves this one be
+        if (!onZoom) return;
         onZoom(Math.round(u.posToVal(u.select.left, 'x')), Math.round(u.posToVal(u.select.left + u.select.width, 'x')));
       }],
     },
   };
   const chart = new uPlot(opts, data, container);
   keepSized(container, chart, height);
+  container.ondblclick = () => { delete container.dataset.zoomed; };   // uPlot resets the zoom
   return chart;
 }
 

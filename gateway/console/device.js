@@ -65,7 +65,8 @@ async function load(first = false) {
   catch (e) { if (e.status === 404) showNotFound(); else if (e.status !== 401) showMessage(e.message); return false; }
   renderFacts();
   if (first) renderRanges();
-  await loadCharts();
+  // A refresh must not undo the officer's zoom: charts are redrawn only while none is zoomed.
+  if (first || !document.querySelector('#charts .chart[data-zoomed]')) await loadCharts();
   $('#device-page').setAttribute('aria-busy', 'false');
   return true;
 }
