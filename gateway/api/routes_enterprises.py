@@ -25,6 +25,7 @@ from gateway.errors import NotFoundError
 from gateway.model import now_ms
 from gateway.registry_enterprises import InvalidEnterpriseError
 from gateway.registry_model import Enterprise, ShutdownPeriod, check_timezone
+from gateway.scope import TOWN, Scope
 from gateway.service import Gateway
 
 router = APIRouter(prefix="/api", tags=["enterprises"])
@@ -96,11 +97,13 @@ class EnterpriseOut(EnterpriseIn):
     meters: list[MeterOut] = []
 
     @classmethod
-    def of(cls, e: Enterprise, gateway: Gateway, now_ms: int) -> EnterpriseOut:
+    def of(cls, e: Enterprise, gateway: Gateway, now_ms: int, scope: Scope = TOWN) -> EnterpriseOut:
         registry = gateway.registry
         calendar = registry.calendar(e.id)
         current = calendar.period_at(now_ms) if calendar else None
-        sites = {s.id for s in registry.sites() if s.enterprise == e.id}
+        # Only the meters at sites the caller may see: a community officer sees an
+        # enterprise with a site in its villages, not its meters in other villages.
+        sites = {s.id for s in registry.sites() if s.enterprise == e.id and scope.allows_site(s)}
         meters = []
         for d in registry.devices():
             if d.site_id in sites and gateway.production_watches(d.id):
@@ -167,12 +170,17 @@ async def list_enterprises(gateway: GatewayDep, who: PrincipalDep) -> list[Enter
     ids.update(s.enterprise for s in gateway.registry.sites() if s.enterprise)
     now = now_ms()
     found = (_known(gateway, i) for i in sorted(ids))
-    return [EnterpriseOut.of(e, gateway, now) for e in found if e and _visible(gateway, who, e)]
+    return [
+        EnterpriseOut.of(e, gateway, now, who.scope)
+        for e in found
+        if e and _visible(gateway, who, e)
+    ]
 
 
 @router.get("/enterprises/{enterprise}")
 async def get_enterprise(enterprise: str, gateway: GatewayDep, who: PrincipalDep) -> EnterpriseOut:
-    return EnterpriseOut.of(_visible_enterprise(gateway, who, enterprise), gateway, now_ms())
+    found = _visible_enterprise(gateway, who, enterprise)
+    return EnterpriseOut.of(found, gateway, now_ms(), who.scope)
 
 
 @router.put("/enterprises/{enterprise}")

@@ -1,0 +1,74 @@
+"""Findings of the hostile access review (R1), each pinned by the test that found it.
+
+Live gateway, real Mosquitto, real HTTP: a community officer or an enterprise user
+trying to reach what is not theirs through the side doors of routes that are
+already scoped (nested lists, request bodies shaped like a browser form).
+"""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+
+from gateway.registry_model import Device, Site
+from gateway.scope import Role
+from tests.conftest import LiveGateway, register
+
+
+async def _client_as(
+    live: LiveGateway, name: str, role: Role, **scope: object
+) -> httpx.AsyncClient:
+    token = await live.gateway.tokens.create(name, role, **scope)  # type: ignore[arg-type]
+    return httpx.AsyncClient(
+        base_url=live.base_url, timeout=10, headers={"Authorization": f"Bearer {token}"}
+    )
+
+
+async def test_a_community_officer_sees_only_the_meters_of_its_own_villages(
+    live: LiveGateway,
+) -> None:
+    """An enterprise with sites in two villages: the east officer sees acme (it has a site
+    in the east), but the meter at acme's west site is the west officer's to see."""
+    await register(
+        live.gateway,
+        [
+            Site("acme-east", "ACME east works", "东村", "factory", enterprise="acme"),
+            Site("acme-west", "ACME west works", "西村", "factory", enterprise="acme"),
+        ],
+        [
+            Device("pm-east", "power_meter", "acme-east"),
+            Device("pm-west", "power_meter", "acme-west"),
+        ],
+    )
+    assert (
+        await live.client.put("/api/enterprises/acme", json={"name": "ACME"})
+    ).status_code == 200
+    east = await _client_as(live, "east-officer", Role.COMMUNITY, villages=["东村"])
+    firm = await _client_as(live, "acme-user", Role.ENTERPRISE, enterprise="acme")
+    async with east, firm:
+        assert (await east.get("/api/devices/pm-west")).status_code == 404
+        one = (await east.get("/api/enterprises/acme")).json()
+        assert [m["device_id"] for m in one["meters"]] == ["pm-east"]
+        (listed,) = (await east.get("/api/enterprises")).json()
+        assert [m["device_id"] for m in listed["meters"]] == ["pm-east"]
+        # The enterprise itself (and the town) still see every meter of the enterprise.
+        own = (await firm.get("/api/enterprises/acme")).json()
+        assert sorted(m["device_id"] for m in own["meters"]) == ["pm-east", "pm-west"]
+        town = (await live.client.get("/api/enterprises/acme")).json()
+        assert sorted(m["device_id"] for m in town["meters"]) == ["pm-east", "pm-west"]
+
+
+async def test_a_cross_site_form_cannot_log_a_browser_in(live: LiveGateway) -> None:
+    """Login CSRF: a hostile page's <form enctype="text/plain"> can post a JSON-looking body
+    (the only body a form sends without a preflight); it must not open a session."""
+    await live.gateway.users.add("mallory", "mallory password 1", Role.ENTERPRISE, enterprise="m")
+    body = json.dumps({"username": "mallory", "password": "mallory password 1"})
+    async with httpx.AsyncClient(base_url=live.base_url, timeout=10) as browser:
+        for content_type in ("text/plain", "application/x-www-form-urlencoded"):
+            answer = await browser.post(
+                "/api/auth/login", content=body, headers={"Content-Type": content_type}
+            )
+            assert answer.status_code == 422, (content_type, answer.text)
+            assert "ewg_session" not in answer.headers.get("set-cookie", "")
+        assert await live.gateway.sessions.count("mallory") == 0
