@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 
 import httpx
+import pytest
 
+from gateway.errors import StoreError
 from gateway.registry_model import Device, Site
 from gateway.scope import Role
 from tests.conftest import LiveGateway, register
@@ -72,3 +74,22 @@ async def test_a_cross_site_form_cannot_log_a_browser_in(live: LiveGateway) -> N
             assert answer.status_code == 422, (content_type, answer.text)
             assert "ewg_session" not in answer.headers.get("set-cookie", "")
         assert await live.gateway.sessions.count("mallory") == 0
+
+
+async def test_no_statement_rewrites_the_audit_log(live: LiveGateway) -> None:
+    """UPDATE and DELETE are refused by triggers; INSERT OR REPLACE with an existing id
+    would delete the old entry without firing the DELETE trigger (SQLite runs delete
+    triggers for REPLACE only with recursive_triggers on), so it is refused too."""
+    await live.gateway.audit.record("wang", "alert.close", "alert:1", {"note": "真火警"})
+    (entry,) = await live.gateway.audit.entries(limit=1)
+    forged = (entry.id, entry.ts_ms, "nobody", "alert.close", "alert:1", "{}")
+    for sql, args in [
+        ("UPDATE audit_log SET actor = 'nobody'", ()),
+        ("DELETE FROM audit_log", ()),
+        ("INSERT OR REPLACE INTO audit_log VALUES (?, ?, ?, ?, ?, ?)", forged),
+        ("REPLACE INTO audit_log VALUES (?, ?, ?, ?, ?, ?)", forged),
+    ]:
+        with pytest.raises(StoreError, match="append-only"):
+            await live.gateway.db.run(lambda c, s=sql, a=args: c.execute(s, a))
+    (after,) = await live.gateway.audit.entries(limit=1)
+    assert after == entry
