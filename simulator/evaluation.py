@@ -118,7 +118,9 @@ def _plan(days: int) -> list[tuple[float, str, str, float, dict[str, Any], str]]
         # sensor faults
         (5 * D, "v2-s1-efm", "stuck", 12 * H, {"metric": "residual_current_ma"}, ""),
         (12 * H, "v1-s4-dust", "stuck", 8 * H, {"metric": "pressure_diff_pa"}, ""),
-        (2 * D + 6 * H, "v1-s6-efm", "pinned", 4 * H, {"metric": "voltage_v"}, ""),
+        (3 * D + 2 * H, "v1-s5-efm", "pinned", 3 * H, {"metric": "cable_temp_1_c"}, ""),
+        # no profile rule watches the voltage for faults: shows what that costs
+        (2 * D + 6 * H, "v1-s6-efm", "pinned", 4 * H, {"metric": "voltage_v"}, "voltage"),
         (4 * D + 2 * H, "v2-s3-efm", "spiky", 2 * H, {"metric": "cable_temp_2_c"}, ""),
         # misbehaving delivery: nothing should alert
         (6 * D + 3 * H, "v1-s1-efm", "backfill", 1 * H, {}, ""),
