@@ -116,7 +116,9 @@ def _plan(days: int) -> list[tuple[float, str, str, float, dict[str, Any], str]]
         (3 * D + 12 * H, "v1-s2-efm", "offline", 2 * H, {"announce": True}, ""),
         (6 * D + 1 * H, "v2-s5-pm", "offline", 4 * H, {"announce": False}, "silent"),
         # sensor faults
-        (5 * D, "v2-s1-efm", "stuck", 12 * H, {"metric": "residual_current_ma"}, ""),
+        (3 * D, "v2-s1-efm", "stuck", 14 * H, {"metric": "cable_temp_1_c"}, ""),
+        # no profile rule watches the leakage current for a frozen value
+        (5 * D, "v2-s1-efm", "stuck", 12 * H, {"metric": "residual_current_ma"}, "residual"),
         (12 * H, "v1-s4-dust", "stuck", 8 * H, {"metric": "pressure_diff_pa"}, ""),
         (3 * D + 2 * H, "v1-s5-efm", "pinned", 3 * H, {"metric": "cable_temp_1_c"}, ""),
         # no profile rule watches the voltage for faults: shows what that costs
