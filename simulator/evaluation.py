@@ -79,9 +79,10 @@ def _plan(days: int) -> list[tuple[float, str, str, float, dict[str, Any], str]]
         (3 * D + 14 * H, "v2-s2-smoke2", "fire", 600, {"heat_device": "v2-s2-heat"}, ""),
         (5 * D + 19 * H, "v1-s1-smoke1", "fire", 600, {"heat_device": "v1-s1-heat"}, ""),
         (2 * D + 10 * H, "v2-s3-smoke1", "fire", 600, {"heat": False}, "smoke_only"),
-        # heat rising ~10 °C/min but stopping short of the fixed threshold
-        (4 * D + 12 * H, "v2-s1-heat", "heat_rise", 900, {"ramp_s": 150}, ""),
-        (6 * D + 2 * H, "v1-s2-heat", "heat_rise", 900, {"ramp_s": 150}, ""),
+        # heat rising ~12 °C/min (past the ~10 °C/min of rate-of-rise class R, practice) but
+        # stopping short of the fixed threshold
+        (4 * D + 12 * H, "v2-s1-heat", "heat_rise", 900, {"ramp_s": 120}, ""),
+        (6 * D + 2 * H, "v1-s2-heat", "heat_rise", 900, {"ramp_s": 120}, ""),
         # residual current: an hour-long creep, and a fourteen-hour one (hard)
         (1 * D + 10 * H, "v1-s1-efm", "leakage_creep", 3600, {"ramp_s": 1200}, ""),
         (4 * D + 20 * H, "v2-s3-efm", "leakage_creep", 3600, {"ramp_s": 900}, ""),

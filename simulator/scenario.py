@@ -185,7 +185,7 @@ RAMP_PRESETS: dict[str, RampPreset] = {
     # +28 % over the baseline: past the 20 % drift limit (std) but short of the absolute
     # stand-in threshold for a collector at the bottom of the 1000-1200 Pa band.
     "pressure_drift": RampPreset("pressure_diff_pa", peak_factor=1.28),
-    # A fast climb (about 10 °C/min, the rate-of-rise class in practice) that stops at 50 °C,
+    # A fast climb (past the ~10 °C/min of the rate-of-rise class, practice) that stops at 50 °C,
     # short of the fixed 54 °C pre-warning: only a rate-of-rise rule sees it.
     "heat_rise": RampPreset("temperature_c", peak=50.0),
 }
