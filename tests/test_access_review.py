@@ -93,3 +93,24 @@ async def test_no_statement_rewrites_the_audit_log(live: LiveGateway) -> None:
             await live.gateway.db.run(lambda c, s=sql, a=args: c.execute(s, a))
     (after,) = await live.gateway.audit.entries(limit=1)
     assert after == entry
+
+
+async def test_the_plain_api_holds_enterprise_sites_to_known_villages_like_the_portal(
+    live: LiveGateway,
+) -> None:
+    """The portal refuses an enterprise user's site in a village the town does not have (it
+    would be hidden from every community officer); ``POST /api/sites`` is the same door."""
+    await register(live.gateway, [Site("acme-1", "ACME", "东村", "factory", enterprise="acme")], [])
+    firm = await _client_as(live, "acme-user", Role.ENTERPRISE, enterprise="acme")
+    east = await _client_as(live, "east-officer", Role.COMMUNITY, villages=["东村"])
+    async with firm, east:
+        hidden = {"id": "acme-2", "name": "二号仓库", "village": "东材", "industry": "factory"}
+        refused = await firm.post("/api/sites", json=hidden)
+        assert refused.status_code == 422 and "东村" in refused.json()["detail"]
+        assert live.gateway.registry.find_site("acme-2") is None
+        seen = await firm.post("/api/sites", json={**hidden, "village": "东村"})
+        assert seen.status_code == 201
+        assert "acme-2" in [s["id"] for s in (await east.get("/api/sites")).json()]
+    # Town roles may open a new village (a new community joins the scheme).
+    new = {"id": "north-1", "name": "北店", "village": "北村", "industry": "small_shop"}
+    assert (await live.client.post("/api/sites", json=new)).status_code == 201
