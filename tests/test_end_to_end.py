@@ -40,7 +40,7 @@ async def sse_events(live: LiveGateway) -> AsyncIterator[list[dict[str, Any]]]:
         async with (
             httpx.AsyncClient(base_url=live.base_url, timeout=None) as client,
             aconnect_sse(
-                client, "GET", "/api/alerts/stream", params={"access_token": TOKEN}
+                client, "GET", "/api/alerts/stream", headers={"Authorization": f"Bearer {TOKEN}"}
             ) as source,
         ):
             async for event in source.aiter_sse():
