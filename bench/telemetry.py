@@ -25,15 +25,19 @@ def device_ids(count: int, prefix: str = "efm") -> list[str]:
     return [f"{prefix}-{i:03d}" for i in range(count)]
 
 
-def values(rng: random.Random, count: int) -> dict[str, float]:
+def values(rng: random.Random, count: int, cable_c: float | None = None) -> dict[str, float]:
     """3 or 4 normal values of an electrical fire monitor.
+
+    ``cable_c`` holds a device's cable temperature steady: the bench sends a device's
+    messages milliseconds apart, and a cable whose temperature jumped by degrees between
+    them would be, rightly, a broken probe (the profile's sensor-fault rule).
 
     >>> sorted(values(random.Random(1), 4))
     ['cable_temp_1_c', 'current_a', 'residual_current_ma', 'voltage_v']
     """
     out = {
         "residual_current_ma": round(rng.uniform(80.0, 180.0), 1),
-        "cable_temp_1_c": round(rng.uniform(26.0, 45.0), 1),
+        "cable_temp_1_c": round(rng.uniform(26.0, 45.0), 1) if cable_c is None else cable_c,
         "voltage_v": round(rng.uniform(214.0, 236.0), 1),
     }
     if count >= 4:
@@ -41,9 +45,11 @@ def values(rng: random.Random, count: int) -> dict[str, float]:
     return out
 
 
-def line(ts_ms: int, rng: random.Random, count: int) -> str:
+def line(ts_ms: int, rng: random.Random, count: int, cable_c: float | None = None) -> str:
     """One telemetry message of the README contract, as one line of JSON."""
-    return json.dumps({"ts": ts_ms, "values": values(rng, count)}, separators=(",", ":"))
+    return json.dumps(
+        {"ts": ts_ms, "values": values(rng, count, cable_c)}, separators=(",", ":")
+    )
 
 
 def values_in(index: int) -> int:
@@ -91,12 +97,13 @@ def write_feeds(directory: Path, devices: list[str], total: int, end_ms: int,
         step = max(1, min(1000, 100_000 // count))
         start = end_ms - (count - 1) * step
         readings = 0
+        cable_c = round(rng.uniform(26.0, 45.0), 1)
         path = directory / f"{device_id}.jsonl"
         with path.open("w", encoding="utf-8") as out:
             for i in range(count):
                 n = values_in(i)
                 readings += n
-                out.write(line(start + i * step, rng, n))
+                out.write(line(start + i * step, rng, n, cable_c))
                 out.write("\n")
         feeds.append(Feed(device_id, path, count, readings))
     return feeds
