@@ -168,6 +168,15 @@ def test_a_wrong_header_an_unknown_detector_and_an_ambiguous_type_are_explained(
     assert by_type.exit_code == 0 and "gas_detector/gas_lel" in by_type.output
     bad_set = backtest("--detector", "gas_lel", "--input", str(good), "--set", "delay_s=-3")
     assert bad_set.exit_code == 2 and "delay_s" in bad_set.output
+    missing = backtest("--detector", "gas_lel", "--input", str(tmp_path / "nope.csv"))
+    assert missing.exit_code == 2 and "nope.csv: cannot read" in missing.output
+    unwritable = backtest(
+        "--detector", "gas_lel", "--input", str(good), "--scores", str(tmp_path / "no/such/x.csv")
+    )
+    assert unwritable.exit_code == 2 and "cannot write" in unwritable.output
+    no_rule = backtest("--input", str(good))
+    assert no_rule.exit_code == 2 and "give --detector" in no_rule.output
+    assert "Traceback" not in missing.output + unwritable.output + no_rule.output
 
 
 def test_rows_the_gateway_would_refuse_are_skipped_not_scored(tmp_path: Path) -> None:
