@@ -27,6 +27,7 @@ import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
+from detectors.rules import run_rule
 from gateway.errors import BrokerError
 from gateway.profiles import Profile, load_profiles
 from gateway.registry_model import Device, Site
@@ -101,6 +102,21 @@ def test_normal_signals_stay_in_range_and_raise_nothing(profile: str, seed: int)
                 assert value < first.value, (rule.name, value)
             else:
                 assert value > first.value, (rule.name, value)
+    # Rates, drifts, flat lines and sensor faults are judged by their own detectors: none may
+    # raise on normal signals. (Anomaly rules learn what normal is and are scored by
+    # ``ewg evaluate`` instead, false alarms included.)
+    series = _series(profile, seed)
+    ts = np.array(
+        [1_796_083_200_000 + i * 600_000 for i in range(288)]
+        + [1_796_083_200_000 + 287 * 600_000 + i * 1000 for i in range(1, 301)],
+        dtype=np.int64,
+    )
+    for rule in spec.rules:
+        if rule.type in ("threshold", "anomaly") or spec.metrics[rule.metric].kind == "bool":
+            continue
+        values = np.array([float(v[rule.metric]) for v in series])
+        run = run_rule(rule, ts, values, metric_spec=spec.metrics[rule.metric])
+        assert not run.changes, (rule.name, run.changes[:1])
 
 
 def test_energy_only_goes_up_and_load_follows_the_day() -> None:
