@@ -114,8 +114,8 @@ def test_normal_signals_stay_in_range_and_raise_nothing(profile: str, seed: int)
     for rule in spec.rules:
         if rule.type in ("threshold", "anomaly") or spec.metrics[rule.metric].kind == "bool":
             continue
-        values = np.array([float(v[rule.metric]) for v in series])
-        run = run_rule(rule, ts, values, metric_spec=spec.metrics[rule.metric])
+        readings = np.array([float(v[rule.metric]) for v in series])
+        run = run_rule(rule, ts, readings, metric_spec=spec.metrics[rule.metric])
         assert not run.changes, (rule.name, run.changes[:1])
 
 
