@@ -203,6 +203,7 @@ class Evaluation:
     worst_site_day_at: str
     seconds: float = 0.0
     false_alarms: list[RaisedAlert] = field(default_factory=list)
+    missed: list[Incident] = field(default_factory=list)
 
     def recall(self, kind: str) -> float:
         """Recall of all detectors together on one incident kind (every label)."""
@@ -233,11 +234,22 @@ class Evaluation:
             "worst_site_day": self.worst_site_day_at,
             "site_day_follow_up": SITE_DAY_FOLLOW_UP,
             "within_budget": self.within_budget,
+            "missed": [
+                {
+                    "incident": i.name,
+                    "devices": sorted(i.devices),
+                    "start_ms": i.start_ms,
+                    "end_ms": i.end_ms,
+                }
+                for i in self.missed
+            ],
             "false_alarm_examples": [
                 {
                     "device_id": a.device_id,
+                    "site_id": a.site_id,
                     "rule": a.rule,
                     "detector": a.detector,
+                    "hazard": a.hazard,
                     "ts_ms": a.ts_ms,
                 }
                 for a in self.false_alarms[:20]
@@ -537,6 +549,7 @@ def score(batch: Batch, alerts: list[RaisedAlert], profiles: Mapping[str, Profil
         worst_site_day=worst,
         worst_site_day_at=worst_key,
         false_alarms=false,
+        missed=[i for i in incidents if not i.silent and not i.detected_by],
     )
 
 

@@ -116,6 +116,9 @@ def test_the_table_and_the_cli_json(week: Evaluation) -> None:
     data = json.loads(as_json.output)
     assert data["days"] == 1 and data["hazard_false_alarm_budget"] == HAZARD_FALSE_ALARM_BUDGET
     assert {"rows", "detectors", "within_budget", "worst_site_day_false_alarms"} <= set(data)
+    # what was missed is listed, so a detector's owner can look at it
+    short = {r.incident for r in week.rows if r.detector == "any" and r.detected < r.incidents}
+    assert {m.name for m in week.missed} == short
 
 
 def test_the_pager_counts_re_fires_but_holds_a_flapping_alert_as_one() -> None:
