@@ -265,6 +265,9 @@ async def _history(
 def evaluate(
     days: Annotated[int, typer.Option(min=1, help="simulated days (7 holds every incident)")] = 7,
     seed: Annotated[int, typer.Option(help="random seed of the simulated town")] = 11,
+    seeds: Annotated[
+        int, typer.Option(min=1, help="towns to pool (seeds seed, seed+1, ...): more incidents")
+    ] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="print the results as JSON")] = False,
     data_dir: Annotated[Path | None, typer.Option("--data-dir")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="TOML config file")] = None,
@@ -277,7 +280,7 @@ def evaluate(
 
     settings = _settings(config, data_dir)
     try:
-        result = run(days, seed, load_profiles(settings.profiles_dir), settings.timezone)
+        result = run(days, seed, load_profiles(settings.profiles_dir), settings.timezone, seeds)
     except EwgError as exc:
         raise _fail(exc) from exc
     if as_json:

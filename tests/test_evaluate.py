@@ -137,3 +137,18 @@ def test_the_pager_counts_re_fires_but_holds_a_flapping_alert_as_one() -> None:
     # quiet for longer than the settle time, then a new raise pages again
     assert not pager.opens(sig(False, 60))
     assert pager.opens(sig(True, 120))
+
+
+def test_pooled_towns_add_up_their_incidents_and_device_days() -> None:
+    one = evaluate(days=1, seed=11)
+    other = evaluate(days=1, seed=12)
+    both = evaluate(days=1, seed=11, seeds=2)
+    assert both.seeds == [11, 12]
+    for row in (r for r in both.rows if r.detector == "any"):
+        single = [r for e in (one, other) for r in e.rows if r.detector == "any"
+                  and r.incident == row.incident]  # fmt: skip
+        assert row.incidents == sum(r.incidents for r in single)
+        assert row.detected == sum(r.detected for r in single)
+    assert both.hazard_false_alarms == one.hazard_false_alarms + other.hazard_false_alarms
+    days = {t.detector: t.device_days for t in both.totals}
+    assert days["offline"] == 2 * next(t.device_days for t in one.totals if t.detector == "offline")
