@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import JSONResponse
 
 from gateway.api import (
     routes_admin,
@@ -33,8 +32,6 @@ from gateway.api import (
 from gateway.config import Settings
 from gateway.errors import ConflictError, NotFoundError
 from gateway.service import Gateway
-
-CONSOLE = Path(__file__).resolve().parent / "console" / "index.html"
 
 
 def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
@@ -85,10 +82,5 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
     ]
     for router in routers:
         app.include_router(router)
-
-    @app.get("/", include_in_schema=False)
-    async def console() -> FileResponse:
-        """The duty console (static; it calls the API with the user's token)."""
-        return FileResponse(CONSOLE, media_type="text/html; charset=utf-8")
-
+    # The board at ``/`` is served by routes_console, with the pages' security headers.
     return app

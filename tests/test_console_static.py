@@ -245,6 +245,7 @@ async def client(tmp_path: Path) -> httpx.AsyncClient:
 async def test_pages_are_served_with_a_csp_and_nothing_else_is(client: httpx.AsyncClient) -> None:
     async with client:
         for name, kind in (
+            ("/", "text/html"),  # the board at the root gets the same headers as its pages
             ("/login.html", "text/html"),
             ("/common.js", "text/javascript"),
             ("/common.css", "text/css"),

@@ -78,6 +78,12 @@ def _console_file(relative: str) -> FileResponse:
 # imports work from any of them. ``{name}`` holds no slash: ``/api/...`` never gets here, and
 # the app's own routes (``/docs``, ``/metrics``) are matched before this router. Plain ``def``:
 # FastAPI runs them in its thread pool, so resolving and stat-ing the file never blocks the loop.
+@router.get("/", include_in_schema=False)
+def board() -> FileResponse:
+    """The duty board; with the same security headers as every other page."""
+    return _console_file("index.html")
+
+
 @router.get("/{name}", include_in_schema=False)
 def console_file(name: str) -> FileResponse:
     """A console page or script (``/login.html``, ``/common.js``, ...)."""
