@@ -423,14 +423,34 @@ async def test_items_history_and_evidence_cannot_be_deleted_or_rewritten(world: 
         ("UPDATE rectification_evidence SET sha256 = 'x'", "never changed"),
         ("UPDATE rectifications SET state = 'open'", "illegal rectification state change"),
         ("UPDATE rectifications SET created_by = 'nobody'", "cannot be changed"),
+        # REPLACE deletes the old row without firing DELETE triggers: refused on its own.
+        (
+            "REPLACE INTO rectifications (id, source, site_id, enterprise, hazard, description,"
+            " assignee, deadline_ms, state, created_at, created_by, updated_at)"
+            " SELECT id, source, site_id, enterprise, hazard, description, assignee,"
+            " deadline_ms, 'open', created_at, created_by, updated_at FROM rectifications",
+            "never replaced",
+        ),
+        (
+            "INSERT OR REPLACE INTO rectification_history SELECT id, item_id, ts_ms, 'nobody',"
+            " action, from_state, to_state, note FROM rectification_history",
+            "append-only",
+        ),
+        (
+            "REPLACE INTO rectification_evidence SELECT id, item_id, history_id, filename,"
+            " content_type, size, 'x', uploaded_at, uploaded_by FROM rectification_evidence",
+            "never changed",
+        ),
     ]
     for sql, message in refused:
         with pytest.raises(StoreError, match=message):
             await db.run(lambda c, s=sql: c.execute(s))
 
     assert (await book.get(item.id)).state is ItemState.VERIFIED
-    assert len(await book.history(item.id)) == 3
-    assert len(await book.evidence(item.id)) == 1
+    history = await book.history(item.id)
+    assert len(history) == 3 and "nobody" not in {h.actor for h in history}
+    (evidence,) = await book.evidence(item.id)
+    assert evidence.sha256 != "x"
 
 
 async def test_items_survive_a_restart(world: World, tmp_path: Path) -> None:

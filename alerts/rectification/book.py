@@ -90,6 +90,12 @@ CREATE INDEX IF NOT EXISTS rectifications_state_deadline ON rectifications (stat
 CREATE INDEX IF NOT EXISTS rectifications_site ON rectifications (site_id);
 CREATE TRIGGER IF NOT EXISTS rectifications_no_delete BEFORE DELETE ON rectifications
 BEGIN SELECT RAISE(ABORT, 'rectification items are never deleted; verify (销号) them instead'); END;
+-- INSERT OR REPLACE / REPLACE on an existing id deletes the old row without firing DELETE
+-- triggers (SQLite runs them for REPLACE only with recursive_triggers on): refuse it here,
+-- as for the audit log. The same guard follows each append-only table below.
+CREATE TRIGGER IF NOT EXISTS rectifications_no_replace BEFORE INSERT ON rectifications
+WHEN EXISTS (SELECT 1 FROM rectifications WHERE id = NEW.id)
+BEGIN SELECT RAISE(ABORT, 'rectification items are never replaced'); END;
 CREATE TRIGGER IF NOT EXISTS rectifications_keep_origin BEFORE UPDATE ON rectifications
 WHEN OLD.id IS NOT NEW.id OR OLD.source IS NOT NEW.source OR OLD.alert_id IS NOT NEW.alert_id
   OR OLD.site_id IS NOT NEW.site_id OR OLD.created_at IS NOT NEW.created_at
@@ -116,6 +122,10 @@ BEGIN SELECT RAISE(ABORT, 'rectification history is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS rectification_history_no_delete
 BEFORE DELETE ON rectification_history
 BEGIN SELECT RAISE(ABORT, 'rectification history is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS rectification_history_no_replace
+BEFORE INSERT ON rectification_history
+WHEN EXISTS (SELECT 1 FROM rectification_history WHERE id = NEW.id)
+BEGIN SELECT RAISE(ABORT, 'rectification history is append-only'); END;
 
 CREATE TABLE IF NOT EXISTS rectification_evidence (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -135,6 +145,10 @@ BEGIN SELECT RAISE(ABORT, 'rectification evidence is never changed'); END;
 CREATE TRIGGER IF NOT EXISTS rectification_evidence_no_delete
 BEFORE DELETE ON rectification_evidence
 BEGIN SELECT RAISE(ABORT, 'rectification evidence is never deleted'); END;
+CREATE TRIGGER IF NOT EXISTS rectification_evidence_no_replace
+BEFORE INSERT ON rectification_evidence
+WHEN EXISTS (SELECT 1 FROM rectification_evidence WHERE id = NEW.id)
+BEGIN SELECT RAISE(ABORT, 'rectification evidence is never changed'); END;
 """
 
 _ITEM_COLUMNS = tuple(f.name for f in fields(Item))
