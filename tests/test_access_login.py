@@ -107,9 +107,20 @@ async def test_wrong_passwords_and_unknown_users_get_the_same_401(live: LiveGate
         assert wrong.status_code == unknown.status_code == 401
         assert wrong.json() == unknown.json()
         assert "ewg_session" not in browser.cookies
+        # A password typed into the username field: refused like any unknown user...
+        typed = await _login(browser, username="Hunter2-Secret-Pw")
+        assert typed.json() == wrong.json()
+    # ...and the audit log, which nobody can edit, keeps known names but never what was
+    # typed for an unknown one: only its length.
     failures = [e for e in await live.gateway.audit.entries() if e.action == "auth.login_failed"]
-    assert {e.target for e in failures} == {"wang", "nobody"}
-    assert all("not the password" not in str(e.detail) for e in failures)
+    assert sorted(e.target for e in failures) == [
+        "unknown user (17 chars)",
+        "unknown user (6 chars)",
+        "wang",
+    ]
+    assert {e.actor for e in failures} == {e.target for e in failures}
+    everything = str(await live.gateway.audit.entries())
+    assert "not the password" not in everything and "hunter2" not in everything.lower()
 
 
 async def test_a_disabled_user_or_a_changed_password_ends_the_sessions(live: LiveGateway) -> None:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from gateway.accounts import MAX_PASSWORD, User
 from gateway.api.deps import GatewayDep, current_session
 from gateway.config import Settings
+from gateway.service import Gateway
 from gateway.sessions import CSRF_COOKIE, SESSION_COOKIE, csrf_token
 from gateway.throttle import LoginThrottle
 
@@ -87,6 +88,19 @@ def _set_cookies(response: Response, session_id: str, secure: bool, max_age: int
     response.set_cookie(CSRF_COOKIE, csrf_token(session_id), httponly=False, **common)  # type: ignore[arg-type]
 
 
+async def _audit_name(gateway: Gateway, username: str) -> str:
+    """How a failed login names its user in the audit log, which nobody can edit.
+
+    A known username as it is; anything else only by its length: what was typed into the
+    username field of a failed login is often the password (typed into the wrong field),
+    and the audit log must never hold one, not even hashed (a short hash of a weak
+    password is found by trying a dictionary).
+    """
+    if await gateway.users.get(username) is not None:
+        return username
+    return f"unknown user ({len(username)} chars)"
+
+
 @router.post("/login")
 async def login(
     body: LoginIn,
@@ -100,8 +114,9 @@ async def login(
     client = _client(request)
     wait = max(throttles.users.wait_s(username), throttles.clients.wait_s(client))
     if wait > 0:
+        who = await _audit_name(gateway, username)
         await gateway.audit.record(
-            username, "auth.login_throttled", username, {"client": client, "wait_s": round(wait)}
+            who, "auth.login_throttled", who, {"client": client, "wait_s": round(wait)}
         )
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
@@ -112,7 +127,8 @@ async def login(
     if user is None:
         throttles.users.fail(username)
         throttles.clients.fail(client)
-        await gateway.audit.record(username, "auth.login_failed", username, {"client": client})
+        who = await _audit_name(gateway, username)
+        await gateway.audit.record(who, "auth.login_failed", who, {"client": client})
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong username or password")
     throttles.users.succeed(username)
     throttles.clients.succeed(client)
