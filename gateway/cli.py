@@ -169,12 +169,14 @@ def serve(
 
 def _announce(settings: Settings, broker_url: str, token: str | None) -> None:
     """What to open. ``token`` is shown only by the demo: a served gateway's output ends up in
-    logs (journald), so there it only says where the token is."""
+    logs (journald), so there it only says where the token is. The console link is the login
+    page, never with a token in it: people sign in with an account (the demo prints them),
+    and a URL ends up in browser history and access logs."""
     from gateway.mqtt import without_credentials
 
     broker_url = without_credentials(broker_url)
     url = f"http://{settings.http_host}:{settings.http_port}/"
-    typer.secho(f"EWG console: {url}" + (f"#token={token}" if token else ""), fg=typer.colors.GREEN)
+    typer.secho(f"EWG console: {url}login.html", fg=typer.colors.GREEN)
     typer.echo(f"API docs:    {url}docs")
     typer.echo(f"MQTT broker: {broker_url}")
     if token:

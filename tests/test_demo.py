@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -64,4 +65,7 @@ def test_demo_raises_the_scripted_alerts_on_the_embedded_broker(tmp_path: Path) 
         demo.send_signal(signal.SIGINT)
         out, _ = demo.communicate(timeout=30)
     assert demo.returncode == 0, out
-    assert f"http://127.0.0.1:{port}/#token=" in out  # the console link with its token
+    # The console link is the login page, with the accounts to sign in with; no token in a URL.
+    assert f"EWG console: http://127.0.0.1:{port}/login.html" in out
+    assert "#token=" not in out and f"={TOKEN}" not in out
+    assert "demo accounts" in out and re.search(r"^\s+duty\s+duty\s+\S{10,}", out, re.M), out
