@@ -18,6 +18,7 @@ import math
 
 import numpy as np
 
+from detectors._state import get_float, get_int, get_opt_int
 from detectors.base import Floats
 
 #: Scale factor from a mean absolute deviation to a Gaussian standard deviation.
@@ -44,17 +45,6 @@ def check_state(state: object, kind: str) -> dict[str, object]:
     return state
 
 
-def get_float(state: dict[str, object], key: str) -> float:
-    """``state[key]`` as a finite float (ints accepted, bools rejected)."""
-    value = state.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"state field {key!r} must be a number, got {type(value).__name__}")
-    result = float(value)
-    if not math.isfinite(result):
-        raise ValueError(f"state field {key!r} must be finite, got {result}")
-    return result
-
-
 def get_floats(state: dict[str, object], key: str, length: int) -> list[float]:
     """``state[key]`` as a list of ``length`` finite floats."""
     value = state.get(key)
@@ -68,3 +58,127 @@ def check_positive(name: str, value: float) -> float:
     if not (math.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be a finite number > 0, got {value}")
     return float(value)
+
+
+def check_non_negative(name: str, value: float) -> float:
+    """A finite parameter >= 0 (0 switches its effect off), or ValueError naming it."""
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+    return float(value)
+
+
+def check_cusum(
+    allowance: float, h: float, z_cap: float, accept: float
+) -> tuple[float, float, float, float]:
+    """The CUSUM parameters of :class:`~detectors.anomaly.cusum.Cusum` and
+    :class:`~detectors.anomaly.seasonal_cusum.SeasonalCusum`, checked the same way."""
+    return (
+        check_non_negative("allowance", allowance),
+        check_positive("h", h),
+        check_positive("z_cap", z_cap),
+        check_positive("accept", accept),
+    )
+
+
+class RobustLevel:
+    """The robust, time-weighted EWMA level and spread that RobustEWMA and Cusum both learn.
+
+    One implementation, so the two candidates cannot drift apart in how they
+    weigh a point (``1 - exp(-dt / tau)``, faster while warming up), clip an
+    outlier (``clip`` spreads) or floor the spread; they differ only in how they
+    score a residual. See :class:`~detectors.anomaly.ewma.RobustEWMA` for the
+    parameters.
+    """
+
+    __slots__ = (
+        "_clip",
+        "_last_ts_ms",
+        "_level",
+        "_min_spread",
+        "_n",
+        "_rel_spread",
+        "_spread",
+        "_spread_tau_ms",
+        "_tau_ms",
+        "_warmup",
+    )
+
+    def __init__(
+        self,
+        *,
+        tau_s: float,
+        spread_tau_s: float,
+        clip: float,
+        warmup: float,
+        min_spread: float,
+        rel_spread: float,
+    ) -> None:
+        self._tau_ms = check_positive("tau_s", tau_s) * 1000.0
+        self._spread_tau_ms = check_positive("spread_tau_s", spread_tau_s) * 1000.0
+        self._clip = check_positive("clip", clip)
+        self._warmup = int(check_positive("warmup", warmup))
+        self._min_spread = check_positive("min_spread", min_spread)
+        self._rel_spread = check_non_negative("rel_spread", rel_spread)
+        self._n = 0
+        self._last_ts_ms: int | None = None
+        self._level = 0.0
+        self._spread = 0.0
+
+    def _sigma(self) -> float:
+        return max(
+            self._spread * MAD_TO_SIGMA, self._min_spread, self._rel_spread * abs(self._level)
+        )
+
+    def _advance(self, ts_ms: int, value: float) -> int | None:
+        """Count a finite point; the ms since the newest before it (0 if not newer).
+
+        None for the very first point, which only sets the level.
+        """
+        n = self._n
+        if n == 0 or self._last_ts_ms is None:
+            self._n, self._last_ts_ms, self._level, self._spread = 1, ts_ms, value, 0.0
+            return None
+        dt = ts_ms - self._last_ts_ms
+        if dt > 0:
+            self._last_ts_ms = ts_ms
+        else:
+            dt = 0
+        self._n = n + 1
+        return dt
+
+    def _learn_level(self, n: int, dt: int, value: float) -> None:
+        """Move level and spread towards ``value``, ``dt`` ms after the previous of ``n`` points."""
+        a = -math.expm1(-dt / self._tau_ms)
+        b = -math.expm1(-dt / self._spread_tau_ms)
+        r = value - self._level
+        ar = abs(r)
+        if n < self._warmup:
+            a = max(a, 1.0 / (n + 1))
+            b = max(b, 1.0 / n)
+        else:
+            lim = self._clip * self._sigma()
+            if ar > lim:
+                ar = lim
+                r = lim if r > 0 else -lim
+        self._level += a * r
+        self._spread += b * (ar - self._spread)
+
+    def _level_state(self) -> dict[str, object]:
+        return {
+            "n": self._n,
+            "last_ts_ms": self._last_ts_ms,
+            "level": self._level,
+            "spread": self._spread,
+        }
+
+    def _read_level(self, state: dict[str, object]) -> tuple[int, int | None, float, float]:
+        """The :meth:`_level_state` fields of a restored state, checked, not yet applied."""
+        kind = type(self).__name__
+        state = check_state(state, kind)
+        n = get_int(state, "n")
+        last = get_opt_int(state, "last_ts_ms")
+        level = get_float(state, "level")
+        spread = get_float(state, "spread")
+        if n < 0 or spread < 0 or (n > 0) != (last is not None):
+            raise ValueError(f"{kind} state fields n/last_ts_ms/spread disagree")
+        return n, last, level, spread

@@ -14,19 +14,15 @@ import math
 
 import numpy as np
 
-from detectors._state import get_int, get_opt_int
-from detectors.anomaly._common import (
-    MAD_TO_SIGMA,
-    check_positive,
-    check_state,
-    get_float,
-)
+from detectors._state import get_float
+from detectors.anomaly._common import RobustLevel, check_cusum
 from detectors.base import Floats, Timestamps
+from detectors.vectorised import process_loop
 
 _LN10 = math.log(10.0)
 
 
-class Cusum:
+class Cusum(RobustLevel):
     """Page's two-sided CUSUM over standardised residuals, with change acceptance.
 
     Each point's residual from the baseline level, in spreads and capped at
@@ -63,24 +59,7 @@ class Cusum:
     [0.26, 0.45, 0.59, 0.69, 0.77, 0.83]
     """
 
-    __slots__ = (
-        "_accept",
-        "_allowance",
-        "_clip",
-        "_down",
-        "_h",
-        "_last_ts_ms",
-        "_level",
-        "_min_spread",
-        "_n",
-        "_rel_spread",
-        "_spread",
-        "_spread_tau_ms",
-        "_tau_ms",
-        "_up",
-        "_warmup",
-        "_z_cap",
-    )
+    __slots__ = ("_accept", "_allowance", "_down", "_h", "_up", "_z_cap")
 
     def __init__(
         self,
@@ -96,35 +75,23 @@ class Cusum:
         min_spread: float = 1e-6,
         rel_spread: float = 1e-3,
     ) -> None:
-        self._tau_ms = check_positive("tau_s", tau_s) * 1000.0
-        self._spread_tau_ms = check_positive("spread_tau_s", spread_tau_s) * 1000.0
-        self._clip = check_positive("clip", clip)
-        self._warmup = int(check_positive("warmup", warmup))
-        if not (math.isfinite(allowance) and allowance >= 0):
-            raise ValueError(f"allowance must be a finite number >= 0, got {allowance}")
-        self._allowance = float(allowance)
-        self._h = check_positive("h", h)
-        self._z_cap = check_positive("z_cap", z_cap)
-        self._accept = check_positive("accept", accept)
-        self._min_spread = check_positive("min_spread", min_spread)
-        if not (math.isfinite(rel_spread) and rel_spread >= 0):
-            raise ValueError(f"rel_spread must be a finite number >= 0, got {rel_spread}")
-        self._rel_spread = float(rel_spread)
-        self._n = 0
-        self._last_ts_ms: int | None = None
-        self._level = 0.0
-        self._spread = 0.0
+        super().__init__(
+            tau_s=tau_s,
+            spread_tau_s=spread_tau_s,
+            clip=clip,
+            warmup=warmup,
+            min_spread=min_spread,
+            rel_spread=rel_spread,
+        )
+        self._allowance, self._h, self._z_cap, self._accept = check_cusum(
+            allowance, h, z_cap, accept
+        )
         self._up = 0.0
         self._down = 0.0
 
     @classmethod
     def _contract_params(cls) -> list[dict[str, float]]:
         return [{}, {"h": 3.0, "allowance": 0.5, "warmup": 3}]
-
-    def _sigma(self) -> float:
-        return max(
-            self._spread * MAD_TO_SIGMA, self._min_spread, self._rel_spread * abs(self._level)
-        )
 
     def _evidence(self, value: float) -> tuple[float, float]:
         z = (value - self._level) / self._sigma()
@@ -154,18 +121,11 @@ class Cusum:
     def learn_one(self, ts_ms: int, value: float) -> None:
         if not math.isfinite(value):
             return
-        ts_ms = int(ts_ms)
         value = float(value)
         n = self._n
-        if n == 0 or self._last_ts_ms is None:
-            self._n, self._last_ts_ms, self._level, self._spread = 1, ts_ms, value, 0.0
+        dt = self._advance(int(ts_ms), value)
+        if dt is None:
             return
-        dt = ts_ms - self._last_ts_ms
-        if dt > 0:
-            self._last_ts_ms = ts_ms
-        else:
-            dt = 0
-        self._n = n + 1
         if n >= self._warmup:
             up, down = self._evidence(value)
             if max(up, down) >= self._accept * self._h:
@@ -173,54 +133,25 @@ class Cusum:
                 self._level, self._up, self._down = value, 0.0, 0.0
                 return
             self._up, self._down = up, down
-        a = -math.expm1(-dt / self._tau_ms)
-        b = -math.expm1(-dt / self._spread_tau_ms)
-        r = value - self._level
-        ar = abs(r)
-        if n < self._warmup:
-            a = max(a, 1.0 / (n + 1))
-            b = max(b, 1.0 / n)
-        else:
-            lim = self._clip * self._sigma()
-            if ar > lim:
-                ar = lim
-                r = lim if r > 0 else -lim
-        self._level += a * r
-        self._spread += b * (ar - self._spread)
+        self._learn_level(n, dt, value)
 
     def process_many(self, ts_ms: Timestamps, values: Floats) -> Floats:
         """Score each point against what was learnt before it, then learn it.
 
         The sums are a max-plus recursion and the baseline's clip depends on the
-        spread so far, so this is a loop, not a numpy expression.
+        spread so far, so this is the point-by-point loop, not a numpy expression.
         """
-        out = np.empty(len(values), dtype=np.float64)
-        ts_list = np.asarray(ts_ms, dtype=np.int64).tolist()
-        v_list = np.asarray(values, dtype=np.float64).tolist()
-        for i, (t, v) in enumerate(zip(ts_list, v_list, strict=True)):
-            out[i] = self.score_one(t, v)
-            self.learn_one(t, v)
-        return out
+        return process_loop(self, ts_ms, values)
 
     def state(self) -> dict[str, object]:
-        return {
-            "n": self._n,
-            "last_ts_ms": self._last_ts_ms,
-            "level": self._level,
-            "spread": self._spread,
-            "up": self._up,
-            "down": self._down,
-        }
+        return {**self._level_state(), "up": self._up, "down": self._down}
 
     def restore(self, state: dict[str, object]) -> None:
-        state = check_state(state, "Cusum")
-        n = get_int(state, "n")
-        last = get_opt_int(state, "last_ts_ms")
-        level, spread = get_float(state, "level"), get_float(state, "spread")
+        level = self._read_level(state)
         up, down = get_float(state, "up"), get_float(state, "down")
-        if n < 0 or min(spread, up, down) < 0 or (n > 0) != (last is not None):
-            raise ValueError("Cusum state fields disagree")
-        self._n, self._last_ts_ms, self._level, self._spread = n, last, level, spread
+        if min(up, down) < 0:
+            raise ValueError("Cusum state fields up/down must be >= 0")
+        self._n, self._last_ts_ms, self._level, self._spread = level
         self._up, self._down = up, down
 
     def __repr__(self) -> str:

@@ -12,19 +12,12 @@ import math
 
 import numpy as np
 
-from detectors._state import get_int, get_opt_int
-from detectors.anomaly._common import (
-    MAD_TO_SIGMA,
-    check_positive,
-    check_state,
-    get_float,
-    score_from_z,
-    scores_from_z,
-)
+from detectors.anomaly._common import RobustLevel, check_positive, score_from_z, scores_from_z
 from detectors.base import Floats, Timestamps
+from detectors.vectorised import process_loop
 
 
-class RobustEWMA:
+class RobustEWMA(RobustLevel):
     """Level and spread learnt by time-weighted EWMAs with Huber-clipped residuals.
 
     Each point's residual from the level is clipped to ``clip`` spreads before
@@ -62,19 +55,7 @@ class RobustEWMA:
     0.999
     """
 
-    __slots__ = (
-        "_clip",
-        "_last_ts_ms",
-        "_level",
-        "_min_spread",
-        "_n",
-        "_rel_spread",
-        "_spread",
-        "_spread_tau_ms",
-        "_tau_ms",
-        "_warmup",
-        "_z_scale",
-    )
+    __slots__ = ("_z_scale",)
 
     def __init__(
         self,
@@ -87,28 +68,19 @@ class RobustEWMA:
         rel_spread: float = 1e-3,
         z_scale: float = 2.0,
     ) -> None:
-        self._tau_ms = check_positive("tau_s", tau_s) * 1000.0
-        self._spread_tau_ms = check_positive("spread_tau_s", spread_tau_s) * 1000.0
-        self._clip = check_positive("clip", clip)
-        self._warmup = int(check_positive("warmup", warmup))
-        self._min_spread = check_positive("min_spread", min_spread)
-        if not (math.isfinite(rel_spread) and rel_spread >= 0):
-            raise ValueError(f"rel_spread must be a finite number >= 0, got {rel_spread}")
-        self._rel_spread = float(rel_spread)
+        super().__init__(
+            tau_s=tau_s,
+            spread_tau_s=spread_tau_s,
+            clip=clip,
+            warmup=warmup,
+            min_spread=min_spread,
+            rel_spread=rel_spread,
+        )
         self._z_scale = check_positive("z_scale", z_scale)
-        self._n = 0
-        self._last_ts_ms: int | None = None
-        self._level = 0.0
-        self._spread = 0.0
 
     @classmethod
     def _contract_params(cls) -> list[dict[str, float]]:
         return [{}, {"tau_s": 600.0, "warmup": 3}]
-
-    def _sigma(self) -> float:
-        return max(
-            self._spread * MAD_TO_SIGMA, self._min_spread, self._rel_spread * abs(self._level)
-        )
 
     def score_one(self, ts_ms: int, value: float) -> float:
         if math.isnan(value):
@@ -126,64 +98,25 @@ class RobustEWMA:
     def learn_one(self, ts_ms: int, value: float) -> None:
         if not math.isfinite(value):
             return
-        ts_ms = int(ts_ms)
         n = self._n
-        if n == 0 or self._last_ts_ms is None:
-            self._n, self._last_ts_ms, self._level, self._spread = 1, ts_ms, float(value), 0.0
-            return
-        dt = ts_ms - self._last_ts_ms
-        if dt > 0:
-            self._last_ts_ms = ts_ms
-        else:
-            dt = 0
-        a = -math.expm1(-dt / self._tau_ms)
-        b = -math.expm1(-dt / self._spread_tau_ms)
-        r = value - self._level
-        ar = abs(r)
-        if n < self._warmup:
-            a = max(a, 1.0 / (n + 1))
-            b = max(b, 1.0 / n)
-        else:
-            lim = self._clip * self._sigma()
-            if ar > lim:
-                ar = lim
-                r = lim if r > 0 else -lim
-        self._level += a * r
-        self._spread += b * (ar - self._spread)
-        self._n = n + 1
+        value = float(value)
+        dt = self._advance(int(ts_ms), value)
+        if dt is not None:
+            self._learn_level(n, dt, value)
 
     def process_many(self, ts_ms: Timestamps, values: Floats) -> Floats:
         """Score each point against what was learnt before it, then learn it.
 
         The recursion is non-linear (the clip depends on the spread learnt so
-        far), so this is a tight loop with the arithmetic of :meth:`score_one`
-        and :meth:`learn_one` inlined, not a numpy expression.
+        far), so this is the point-by-point loop, not a numpy expression.
         """
-        out = np.empty(len(values), dtype=np.float64)
-        ts_list = np.asarray(ts_ms, dtype=np.int64).tolist()
-        v_list = np.asarray(values, dtype=np.float64).tolist()
-        for i, (t, v) in enumerate(zip(ts_list, v_list, strict=True)):
-            out[i] = self.score_one(t, v)
-            self.learn_one(t, v)
-        return out
+        return process_loop(self, ts_ms, values)
 
     def state(self) -> dict[str, object]:
-        return {
-            "n": self._n,
-            "last_ts_ms": self._last_ts_ms,
-            "level": self._level,
-            "spread": self._spread,
-        }
+        return self._level_state()
 
     def restore(self, state: dict[str, object]) -> None:
-        state = check_state(state, "RobustEWMA")
-        n = get_int(state, "n")
-        last = get_opt_int(state, "last_ts_ms")
-        level = get_float(state, "level")
-        spread = get_float(state, "spread")
-        if n < 0 or spread < 0 or (n > 0) != (last is not None):
-            raise ValueError("RobustEWMA state fields n/last_ts_ms/spread disagree")
-        self._n, self._last_ts_ms, self._level, self._spread = n, last, level, spread
+        self._n, self._last_ts_ms, self._level, self._spread = self._read_level(state)
 
     def __repr__(self) -> str:
         return (

@@ -37,13 +37,13 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from detectors._state import get_int, get_opt_int
+from detectors._state import get_float, get_int, get_opt_int
 from detectors.anomaly._clock import DAY_MS, LocalClock
 from detectors.anomaly._common import (
     MAD_TO_SIGMA,
+    check_non_negative,
     check_positive,
     check_state,
-    get_float,
     get_floats,
     score_from_z,
 )
@@ -162,9 +162,7 @@ class SeasonalBaseline:
         self._warmup = int(check_positive("warmup", warmup))
         self._min_visits = int(check_positive("min_visits", min_visits))
         self._min_spread = check_positive("min_spread", min_spread)
-        if not (math.isfinite(rel_spread) and rel_spread >= 0):
-            raise ValueError(f"rel_spread must be a finite number >= 0, got {rel_spread}")
-        self._rel_spread = float(rel_spread)
+        self._rel_spread = check_non_negative("rel_spread", rel_spread)
         self._z_scale = check_positive("z_scale", z_scale)
         # CUSUM parameters and sums; only used when _summed (SeasonalCusum).
         self._allowance, self._h, self._z_cap, self._accept = 1.0, 6.0, 4.0, 2.0

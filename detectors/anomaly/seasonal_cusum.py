@@ -21,9 +21,8 @@ is then the new normal instead of alarming until the level catches up.
 
 from __future__ import annotations
 
-import math
-
-from detectors.anomaly._common import check_positive, check_state, get_float
+from detectors._state import get_float
+from detectors.anomaly._common import check_cusum, check_state
 from detectors.anomaly.seasonal import SeasonalBaseline
 
 
@@ -75,12 +74,9 @@ class SeasonalCusum(SeasonalBaseline):
         **baseline: float | str,
     ) -> None:
         super().__init__(tau_level_s=tau_level_s, z_scale=z_scale, **baseline)  # type: ignore[arg-type]
-        if not (math.isfinite(allowance) and allowance >= 0):
-            raise ValueError(f"allowance must be a finite number >= 0, got {allowance}")
-        self._allowance = float(allowance)
-        self._h = check_positive("h", h)
-        self._z_cap = check_positive("z_cap", z_cap)
-        self._accept = check_positive("accept", accept)
+        self._allowance, self._h, self._z_cap, self._accept = check_cusum(
+            allowance, h, z_cap, accept
+        )
 
     @classmethod
     def _contract_params(cls) -> list[dict[str, object]]:
