@@ -43,7 +43,6 @@ import asyncio
 import json
 import logging
 import secrets
-import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -173,26 +172,29 @@ def device_broker_url(settings: Settings) -> str:
 def credentials(
     broker_url: str, device: Device, profile: Profile | None, secret: str
 ) -> Credentials:
-    """Connection details plus a ``mosquitto_pub`` line that really publishes one reading."""
-    address = BrokerAddress.parse(broker_url)
-    topics = device_topics(device.id)
-    metric, value = "value", 0.0
-    if profile is not None and profile.metrics:
-        metric, spec = next(iter(profile.metrics.items()))
-        value = min(max(0.0, spec.min), spec.max)
-    payload = json.dumps({"values": {metric: value}})
-    command = ["mosquitto_pub", "-h", address.host, "-p", str(address.port)]
-    if address.tls:
-        command += ["--cafile", "ca.crt"]
-    command += ["-i", device.id, "-u", device.id, "-P", secret, "-q", "1"]
-    command += ["-t", topics[0], "-m", payload]
+    """Connection details plus a ``mosquitto_pub`` line that really publishes one reading.
+
+    The line is the connection sheet's (:func:`gateway.connection_sheet.mosquitto_pub_line`,
+    with its example payload in the profile's own format), so ``POST /api/devices``, the
+    portal and ``ewg device add`` print the same command. Imported here, not at the top:
+    the sheet module builds on this one.
+    """
+    from gateway.connection_sheet import BrokerEndpoint, example_payload, mosquitto_pub_line
+
+    line = mosquitto_pub_line(
+        BrokerEndpoint.parse(broker_url),
+        device.id,
+        example_payload(profile),
+        username=device.id,
+        secret=secret,
+    )
     return Credentials(
         broker_url=broker_url,
         client_id=device.id,
         username=device.id,
         secret=secret,
-        topics=topics,
-        mosquitto_pub=shlex.join(command),
+        topics=device_topics(device.id),
+        mosquitto_pub=line,
     )
 
 

@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 from gateway.cli import app
 from gateway.config import Settings, load_settings
+from gateway.connection_sheet import SECRET_PLACEHOLDER, sheet_for
 from gateway.errors import BrokerError
 from gateway.service import Gateway
 from tests.conftest import TOKEN, LiveGateway, eventually, run_gateway
@@ -154,6 +155,15 @@ async def test_secret_is_shown_once_works_and_only_its_hash_is_kept(
     ]
     assert len(secret) >= 40 and f"-P {secret}" in creds["mosquitto_pub"]
     assert created["secret_issued_at"] is not None
+    # The example is the connection sheet's (the portal and `ewg device add` print the same),
+    # with this secret in it; and it works as pasted.
+    efm1 = await secured.gateway.registry.get_device("efm-1")
+    sheet = sheet_for(secured.gateway.accounts, efm1).mosquitto_pub
+    assert creds["mosquitto_pub"] == sheet.replace(SECRET_PLACEHOLDER, shlex.quote(secret))
+    words = shlex.split(creds["mosquitto_pub"])
+    pasted = await asyncio.create_subprocess_exec(*words, stderr=asyncio.subprocess.PIPE)
+    assert await pasted.wait() == 0
+    await arrived(secured, "efm-1", json.loads(words[words.index("-m") + 1])["values"][METRIC])
 
     # It works: the device connects with it and its reading is stored.
     async with device(dynsec_broker.port, "efm-1", secret) as efm:
