@@ -10,7 +10,7 @@ import numpy.typing as npt
 
 from detectors._state import get_opt_float, get_opt_int
 from detectors.base import Floats, Timestamps
-from detectors.vectorised import NEVER, newest_before, process_loop
+from detectors.vectorised import NEVER, newest_before, one_kernel, process_loop
 
 #: Up to this many points, ``process_many`` loops: cheaper than numpy's per-call overhead.
 _SHORT = 32
@@ -138,12 +138,9 @@ class FlatLine:
         scorers with different tolerances (or the same scorer twice) are left to
         the caller's per-series loop.
         """
-        if not scorers or len({id(s) for s in scorers}) != len(scorers):
+        if not one_kernel(scorers, lambda s: s.tolerance):
             return None
-        tolerance = scorers[0].tolerance
-        if any(s.tolerance != tolerance for s in scorers):
-            return None
-        return cls._process(tolerance, scorers, ts_ms, values, bounds)
+        return cls._process(scorers[0].tolerance, scorers, ts_ms, values, bounds)
 
     @staticmethod
     def _process(

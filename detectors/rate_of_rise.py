@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from detectors._state import get_float_list, get_int_list
 from detectors.base import Floats, Timestamps
-from detectors.vectorised import NEVER, newest_before, process_loop
+from detectors.vectorised import NEVER, newest_before, one_kernel, process_loop
 
 _MS_PER_MIN = 60_000.0
 #: Up to this many points, ``process_many`` loops: cheaper than numpy's per-call overhead.
@@ -218,13 +218,7 @@ class RateOfRise:
         one kernel. Scorers with different parameters (or the same scorer twice)
         are left to the caller's per-series loop.
         """
-        if not scorers:
-            return None
-        first = scorers[0]
-        params = (first._window_ms, first._min_points, first._max_points)
-        if len({id(s) for s in scorers}) != len(scorers) or any(
-            (s._window_ms, s._min_points, s._max_points) != params for s in scorers
-        ):
+        if not one_kernel(scorers, lambda s: (s._window_ms, s._min_points, s._max_points)):
             return None
         return cls._process(scorers, ts_ms, values, bounds)
 

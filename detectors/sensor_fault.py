@@ -10,7 +10,7 @@ import numpy.typing as npt
 
 from detectors._state import get_opt_float, get_opt_int
 from detectors.base import Floats, Timestamps
-from detectors.vectorised import NEVER, newest_before, process_loop
+from detectors.vectorised import NEVER, newest_before, one_kernel, process_loop
 
 #: Up to this many points, ``process_many`` loops: cheaper than numpy's per-call overhead.
 _SHORT = 64
@@ -159,13 +159,7 @@ class SensorFault:
         scorers with different limits (or the same scorer twice) are left to the
         caller's per-series loop.
         """
-        if not scorers:
-            return None
-        first = scorers[0]
-        params = (first.low, first.high, first.max_step_per_s)
-        if len({id(s) for s in scorers}) != len(scorers) or any(
-            (s.low, s.high, s.max_step_per_s) != params for s in scorers
-        ):
+        if not one_kernel(scorers, lambda s: (s.low, s.high, s.max_step_per_s)):
             return None
         ts = np.asarray(ts_ms, dtype=np.int64)
         vs = np.asarray(values, dtype=np.float64)
@@ -186,7 +180,7 @@ class SensorFault:
         inside = before >= bounds[:-1][gid]
         prev_ts = np.where(inside, ts[np.maximum(before, 0)], last_ts[gid])
         prev_vs = np.where(inside, vs[np.maximum(before, 0)], last_vs[gid])
-        scores = first._score(ts, vs, prev_ts, prev_vs)
+        scores = scorers[0]._score(ts, vs, prev_ts, prev_vs)
         ends = latest[bounds[1:] - 1] if n else latest
         for g, scorer in enumerate(scorers):
             k = int(ends[g])

@@ -10,8 +10,8 @@ point; grouping by series and handing each group to the scorer's
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable, Hashable, Sequence
+from typing import Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -46,6 +46,28 @@ def process_loop(scorer: Scorer, ts_ms: Timestamps, values: Floats) -> Floats:
         scores[i] = scorer.score_one(int(t), float(v))
         scorer.learn_one(int(t), float(v))
     return scores
+
+
+_S = TypeVar("_S")
+
+
+def one_kernel(scorers: Sequence[_S], params: Callable[[_S], Hashable]) -> bool:
+    """Whether a ``process_groups`` may run ``scorers`` through one kernel.
+
+    It may if there is at least one scorer, none appears twice (its state would
+    be read once and written twice) and all have the same ``params`` (the
+    kernel takes one set); if not, ``process_groups`` returns None and the
+    caller goes series by series.
+
+    >>> from detectors.flatline import FlatLine
+    >>> a, b = FlatLine(), FlatLine()
+    >>> one_kernel([a, b], lambda s: s.tolerance), one_kernel([a, a], lambda s: s.tolerance)
+    (True, False)
+    """
+    if not scorers or len({id(s) for s in scorers}) != len(scorers):
+        return False
+    first = params(scorers[0])
+    return all(params(s) == first for s in scorers)
 
 
 #: "No timestamp": below every epoch millisecond.
