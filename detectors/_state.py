@@ -15,6 +15,11 @@ ValueError: state field 'n' must be an integer, got str
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
+_T = TypeVar("_T")
+
 
 def get_int(state: dict[str, object], key: str) -> int:
     """``state[key]`` as an int (bools are rejected: ``True`` is not a timestamp)."""
@@ -77,3 +82,34 @@ def get_float_list(state: dict[str, object], key: str) -> list[float]:
     if not isinstance(value, list):
         raise ValueError(f"state field {key!r} must be a list, got {type(value).__name__}")
     return [get_float({key: item}, key) for item in value]
+
+
+def get_each(
+    state: dict[str, object],
+    key: str,
+    parse: Callable[[dict[str, object]], _T],
+    what: str,
+    errors: tuple[type[Exception], ...] = (ValueError,),
+) -> dict[str, _T]:
+    """``state[key]``, a mapping of name to sub-state, with every sub-state parsed.
+
+    What the stateful detectors keep per device: a corrupt entry fails the whole
+    restore with a ValueError that names it (``what`` and the name), so the
+    operator can find it in the state file.
+
+    >>> get_each({"d": {"a": {"n": 1}}}, "d", lambda raw: get_int(raw, "n"), "device")
+    {'a': 1}
+    >>> get_each({"d": {"a": {"n": "1"}}}, "d", lambda raw: get_int(raw, "n"), "device")
+    Traceback (most recent call last):
+    ...
+    ValueError: device 'a': state field 'n' must be an integer, got str
+    """
+    result: dict[str, _T] = {}
+    for name, raw in get_dict(state, key).items():
+        if not isinstance(raw, dict):
+            raise ValueError(f"{what} {name!r}: must be a mapping")
+        try:
+            result[name] = parse(raw)
+        except errors as exc:
+            raise ValueError(f"{what} {name!r}: {exc}") from None
+    return result

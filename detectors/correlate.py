@@ -71,7 +71,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from alerts.model import Alert, AlertClass, AlertState, Severity, Signal
-from detectors._state import get_dict, get_float_list, get_int, get_int_list, get_opt_int
+from detectors._state import get_dict, get_each, get_float_list, get_int, get_int_list, get_opt_int
 from gateway.model import Reading
 
 FIRE_RULE = "confirmed_fire"
@@ -306,13 +306,13 @@ class Correlator:
         it is not one."""
         if not isinstance(state, dict) or get_int(state, "version") != _STATE_VERSION:
             raise ValueError("not a Correlator state (version 1)")
-        devices: dict[str, _Device] = {}
-        for device_id, raw in get_dict(state, "devices").items():
-            try:
-                devices[device_id] = _device_from_json(raw)
-            except (ValueError, TypeError, IndexError) as exc:
-                raise ValueError(f"correlator state of {device_id!r}: {exc}") from None
-        self._devices = devices
+        self._devices = get_each(
+            state,
+            "devices",
+            _device_from_json,
+            "correlator state of",
+            (ValueError, TypeError, IndexError),
+        )
 
     # -- internals ------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from detectors._state import get_bool, get_dict, get_int, get_opt_int
+from detectors._state import get_bool, get_each, get_int, get_opt_int
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,15 +224,7 @@ class OfflineDetector:
         """Replace all watches with a :meth:`state` snapshot; ValueError if it is not one."""
         if not isinstance(state, dict):
             raise ValueError(f"OfflineDetector state must be a mapping, got {type(state).__name__}")
-        devices: dict[str, _Watch] = {}
-        for device_id, raw in get_dict(state, "devices").items():
-            if not isinstance(raw, dict):
-                raise ValueError(f"state of device {device_id!r} must be a mapping")
-            try:
-                devices[device_id] = _Watch.from_json(raw)
-            except ValueError as exc:
-                raise ValueError(f"device {device_id!r}: {exc}") from None
-        self._devices = devices
+        self._devices = get_each(state, "devices", _Watch.from_json, "device")
 
     def __len__(self) -> int:
         return len(self._devices)

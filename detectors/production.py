@@ -87,7 +87,7 @@ from datetime import date
 from alerts.model import Alert, AlertClass, AlertState, Severity, Signal
 from detectors._state import (
     get_bool,
-    get_dict,
+    get_each,
     get_float,
     get_float_list,
     get_int,
@@ -303,15 +303,7 @@ class ProductionDetector:
             raise ValueError("ProductionDetector state must be a mapping")
         if get_int(state, "version") != _STATE_VERSION:
             raise ValueError(f"unsupported production state version {state.get('version')}")
-        meters: dict[str, _Meter] = {}
-        for device_id, raw in get_dict(state, "meters").items():
-            if not isinstance(raw, dict):
-                raise ValueError(f"production state of {device_id!r} must be a mapping")
-            try:
-                meters[device_id] = _Meter.from_json(raw)
-            except ValueError as exc:
-                raise ValueError(f"production state of {device_id!r}: {exc}") from None
-        self._meters = meters
+        self._meters = get_each(state, "meters", _Meter.from_json, "production state of")
 
     # -- internals ------------------------------------------------------------------------
 
