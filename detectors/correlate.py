@@ -406,17 +406,7 @@ class Correlator:
                 f"确认火警解除：烟感 {smoke_id} 已复位 / "
                 f"Confirmed fire cleared: smoke alarm {smoke_id} reset"
             )
-        return Signal(
-            device_id=smoke_id,
-            rule=FIRE_RULE,
-            active=active,
-            ts_ms=ts_ms,
-            value=None,
-            severity=Severity.RED,
-            alert_class=AlertClass.HAZARD,
-            hazard=FIRE_HAZARD,
-            message=message,
-        )
+        return _confirmed(smoke_id, FIRE_RULE, FIRE_HAZARD, ts_ms, message, active=active)
 
     def _electrical_signal(
         self, device_id: str, ts_ms: int, rule: str, evidence: _Evidence | None, *, active: bool
@@ -432,17 +422,26 @@ class Correlator:
                 f"电气火灾风险解除：{device_id} 电气报警已恢复 / "
                 f"Electrical upgrade cleared: {device_id} has no electrical alert left"
             )
-        return Signal(
-            device_id=device_id,
-            rule=ELECTRICAL_RULE,
-            active=active,
-            ts_ms=ts_ms,
-            value=None,
-            severity=Severity.RED,
-            alert_class=AlertClass.HAZARD,
-            hazard=ELECTRICAL_HAZARD,
-            message=message,
+        return _confirmed(
+            device_id, ELECTRICAL_RULE, ELECTRICAL_HAZARD, ts_ms, message, active=active
         )
+
+
+def _confirmed(
+    device_id: str, rule: str, hazard: str, ts_ms: int, message: str, *, active: bool
+) -> Signal:
+    """A confirmed hazard (or its clear): red, whatever the alerts that confirm it were."""
+    return Signal(
+        device_id=device_id,
+        rule=rule,
+        active=active,
+        ts_ms=ts_ms,
+        value=None,
+        severity=Severity.RED,
+        alert_class=AlertClass.HAZARD,
+        hazard=hazard,
+        message=message,
+    )
 
 
 def _rise(
