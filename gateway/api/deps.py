@@ -21,7 +21,7 @@ caller may not see exists:
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -200,22 +200,36 @@ def alert_visible(gateway: Gateway, principal: Principal, alert: Alert) -> bool:
     return site_visible(gateway, principal, alert.site_id)
 
 
+_T = TypeVar("_T")
+
+
+async def visible_or_404(
+    found: Awaitable[_T | None], visible: Callable[[_T], bool], missing: str
+) -> _T:
+    """What ``found`` fetches, or NotFoundError(missing) (404) if it is missing *or*
+    ``visible`` says it is out of scope: the two answer alike, so an id tells a
+    caller nothing about another enterprise's objects."""
+    try:
+        obj = await found
+    except NotFoundError:
+        obj = None
+    if obj is None or not visible(obj):
+        raise NotFoundError(missing)
+    return obj
+
+
 async def visible_alert(gateway: Gateway, principal: Principal, alert_id: int) -> Alert:
     """The alert, or NotFoundError (404) if it is missing *or* its site is out of scope."""
-    try:
-        alert = await gateway.alerts.get(alert_id)
-    except NotFoundError:
-        alert = None
-    if alert is None or not alert_visible(gateway, principal, alert):
-        raise NotFoundError(f"alert {alert_id} does not exist")
-    return alert
+    return await visible_or_404(
+        gateway.alerts.get(alert_id),
+        lambda alert: alert_visible(gateway, principal, alert),
+        f"alert {alert_id} does not exist",
+    )
 
 
 async def visible_incident(gateway: Gateway, principal: Principal, incident_id: int) -> Incident:
-    try:
-        incident = await gateway.alerts.get_incident(incident_id)
-    except NotFoundError:
-        incident = None
-    if incident is None or not site_visible(gateway, principal, incident.site_id):
-        raise NotFoundError(f"incident {incident_id} does not exist")
-    return incident
+    return await visible_or_404(
+        gateway.alerts.get_incident(incident_id),
+        lambda incident: site_visible(gateway, principal, incident.site_id),
+        f"incident {incident_id} does not exist",
+    )

@@ -17,10 +17,9 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, status
 
 from alerts.silence import Matchers, Silence, SilenceState
-from gateway.api.deps import GatewayDep, PrincipalDep, StaffDep, site_visible
+from gateway.api.deps import GatewayDep, PrincipalDep, StaffDep, site_visible, visible_or_404
 from gateway.api.schemas import SilenceIn, SilenceOut
 from gateway.auth import Principal
-from gateway.errors import NotFoundError
 from gateway.service import Gateway
 
 router = APIRouter(prefix="/api/silences", tags=["silences"])
@@ -40,13 +39,11 @@ def _visible(gateway: Gateway, who: Principal, matchers: Matchers) -> bool:
 
 
 async def _get_visible(gateway: Gateway, who: Principal, silence_id: int) -> Silence:
-    try:
-        silence = await gateway.silences.get(silence_id)
-    except NotFoundError:
-        silence = None
-    if silence is None or not _visible(gateway, who, silence.matchers):
-        raise NotFoundError(f"silence {silence_id} does not exist")
-    return silence
+    return await visible_or_404(
+        gateway.silences.get(silence_id),
+        lambda silence: _visible(gateway, who, silence.matchers),
+        f"silence {silence_id} does not exist",
+    )
 
 
 @router.get("")
