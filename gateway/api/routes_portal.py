@@ -27,6 +27,7 @@ import secrets
 from fastapi import APIRouter, HTTPException, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.api.account_answers import account_errors, no_store
 from gateway.api.deps import (
     GatewayDep,
     PrincipalDep,
@@ -39,7 +40,6 @@ from gateway.api.schemas import ID, DeviceOut, SiteOut
 from gateway.auth import Principal
 from gateway.broker_accounts import Credentials
 from gateway.connection_sheet import ConnectionSheet, sheet_for
-from gateway.errors import BrokerError, ConflictError, NotFoundError
 from gateway.registry_model import Device, Site
 from gateway.scope import Role
 from gateway.service import Gateway
@@ -132,15 +132,6 @@ class ChoicesOut(BaseModel):
     accounts: bool
 
 
-def _no_store(response: Response) -> None:
-    """A response carrying a secret must not sit in a browser's or a proxy's cache."""
-    response.headers["Cache-Control"] = "no-store"
-
-
-def _broker_unavailable(exc: BrokerError) -> HTTPException:
-    return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"broker: {exc}")
-
-
 def _villages(gateway: Gateway) -> list[str]:
     return sorted({s.village for s in gateway.registry.sites()})
 
@@ -220,15 +211,9 @@ async def add_device(
         )
     device_id = body.id or await _free_device_id(gateway, site)
     device = Device(device_id, body.profile, site.id, body.name.strip())
-    try:
+    with account_errors(not_found=422):
         enrolment = await gateway.accounts.add(device, who.name)
-    except ConflictError as exc:
-        raise HTTPException(409, str(exc)) from exc
-    except NotFoundError as exc:
-        raise HTTPException(422, str(exc)) from exc
-    except BrokerError as exc:
-        raise _broker_unavailable(exc) from exc
-    _no_store(response)
+    no_store(response)
     return RegisteredOut(
         device=DeviceOut.of(enrolment.device, gateway),
         sheet=_sheet(gateway, enrolment.device, enrolment.credentials),
@@ -247,11 +232,7 @@ async def rotate_secret(
 ) -> SheetOut:
     """A new secret for an own device (the old one stops working at once), on a new sheet."""
     device = await visible_device(gateway, who, device_id)
-    try:
+    with account_errors():
         credentials = await gateway.accounts.rotate(device.id, who.name)
-    except ConflictError as exc:
-        raise HTTPException(409, str(exc)) from exc
-    except BrokerError as exc:
-        raise _broker_unavailable(exc) from exc
-    _no_store(response)
+    no_store(response)
     return _sheet(gateway, device, credentials)

@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Response, status
 
+from gateway.api.account_answers import account_errors, no_store
 from gateway.api.deps import (
     GatewayDep,
     PrincipalDep,
@@ -30,7 +31,6 @@ from gateway.api.schemas import (
     SiteIn,
     SiteOut,
 )
-from gateway.errors import BrokerError, ConflictError, NotFoundError
 
 router = APIRouter(prefix="/api", tags=["registry"])
 
@@ -74,15 +74,6 @@ async def get_device(device_id: str, gateway: GatewayDep, who: PrincipalDep) -> 
     return DeviceOut.of(await visible_device(gateway, who, device_id), gateway)
 
 
-def _no_store(response: Response) -> None:
-    """A response carrying a secret must not sit in a browser's or a proxy's cache."""
-    response.headers["Cache-Control"] = "no-store"
-
-
-def _broker_unavailable(exc: BrokerError) -> HTTPException:
-    return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"broker: {exc}")
-
-
 @router.post("/devices", status_code=status.HTTP_201_CREATED)
 async def add_device(
     body: DeviceIn, gateway: GatewayDep, who: RegistrarDep, response: Response
@@ -96,16 +87,10 @@ async def add_device(
         parent = await gateway.registry.find_device(device.parent_id)
         if parent is not None and not site_visible(gateway, who, parent.site_id):
             raise HTTPException(422, f"parent device {device.parent_id!r} not found")
-    try:
+    with account_errors(not_found=422):
         enrolment = await gateway.accounts.add(device, who.name)
-    except NotFoundError as exc:
-        raise HTTPException(422, str(exc)) from exc
-    except ConflictError as exc:
-        raise HTTPException(409, str(exc)) from exc
-    except BrokerError as exc:
-        raise _broker_unavailable(exc) from exc
     device = enrolment.device
-    _no_store(response)
+    no_store(response)
     out = DeviceOut.of(device, gateway)
     creds = enrolment.credentials
     return DeviceCreatedOut(
@@ -119,15 +104,9 @@ async def rotate_device_secret(
 ) -> CredentialsOut:
     """Issue a new MQTT secret; the old one stops working and its session is cut."""
     await visible_device(gateway, who, device_id)
-    try:
+    with account_errors():
         creds = await gateway.accounts.rotate(device_id, who.name)
-    except NotFoundError as exc:
-        raise HTTPException(404, str(exc)) from exc
-    except ConflictError as exc:
-        raise HTTPException(409, str(exc)) from exc
-    except BrokerError as exc:
-        raise _broker_unavailable(exc) from exc
-    _no_store(response)
+    no_store(response)
     return CredentialsOut.of(creds)
 
 
@@ -139,12 +118,8 @@ async def revoke_device(device_id: str, gateway: GatewayDep, who: RegistrarDep) 
     registry already; calling again retries the broker.
     """
     await visible_device(gateway, who, device_id)
-    try:
+    with account_errors():
         await gateway.accounts.revoke(device_id, who.name)
-    except NotFoundError as exc:
-        raise HTTPException(404, str(exc)) from exc
-    except BrokerError as exc:
-        raise _broker_unavailable(exc) from exc
     return DeviceOut.of(await gateway.registry.get_device(device_id), gateway)
 
 
