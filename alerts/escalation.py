@@ -23,6 +23,9 @@ How it runs:
   were skipped and the alert is still active and unacknowledged when the mute ends (a
   maintenance window closes on a smoke alarm still in alarm), a fresh chain starts
   from its first step: nobody has been told yet.
+* :meth:`Escalator.escalate_now` is the duty officer's "escalate" button: the chain's
+  next step (or reminder) is sent at once instead of at its time, and counts as fired,
+  so it is not sent again when its time comes; later steps keep their times.
 * Restart-safe: fired steps are in SQLite (``escalation_steps``), so a restarted gateway
   resumes each open chain where it was and never re-sends a step. Steps that came due
   while it was down fire at once; of the reminders missed, only the latest is sent.
@@ -40,9 +43,9 @@ from alerts.alerting_config import AlertingConfig, Policy, Target
 from alerts.model import Alert, AlertChange, AlertState
 from alerts.notify.channels import Channel
 from alerts.notify.queue import DeliveryQueue, sleep_until
-from alerts.notify.store import NotifyStore, Planned, Status
+from alerts.notify.store import Notification, NotifyStore, Planned, Status
 from alerts.notify.templates import AlertFacts, Message, Reason, render
-from gateway.errors import StoreError
+from gateway.errors import ConflictError, StoreError
 from gateway.model import now_ms
 
 log = logging.getLogger(__name__)
@@ -107,6 +110,16 @@ class Chain:
             if step_key(index) not in self.fired:
                 return self.step_due(index)
         return self.repeat_due(self.repeats_fired() + 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Escalated:
+    """What :meth:`Escalator.escalate_now` sent: one step or reminder of one chain."""
+
+    alert_id: int
+    policy: str
+    step: str  # "step:1", "repeat:2", ... as in the delivery log
+    notifications: list[Notification]
 
 
 class Escalator:
@@ -290,13 +303,74 @@ class Escalator:
                 if chain.next_due() is None and self._chains.get(alert_id) is chain:
                     del self._chains[alert_id]  # nothing left to do for this chain
 
-    async def _advance(self, chain: Chain, now: int) -> None:
-        alert_id = chain.alert.id
+    async def escalate_now(self, alert_id: int, actor: str) -> Escalated:
+        """Send the next step of the alert's chain now, because ``actor`` asked for it.
+
+        A duty officer looking at a fire on the board must not have to wait for the
+        grid officer's minute to pass before the fire station is on its way. The step
+        is recorded as fired like any other (so it is not sent again at its time), its
+        messages say who escalated, and later steps keep their times from the chain's
+        start. With every step sent, the next reminder goes out instead.
+
+        Refused (ConflictError, with the reason) for an alert that is closed,
+        acknowledged by staff (acknowledging stopped its escalation), muted by a silence
+        or an explaining alert (nobody is paged for it), or has nothing left to send.
+        """
+        async with self._lock:
+            alert = self._open.get(alert_id)
+            if alert is None:
+                raise ConflictError(f"alert {alert_id} is closed")
+            if alert.acknowledged:
+                raise ConflictError(
+                    f"alert {alert_id} is acknowledged by {alert.acknowledged_by or '?'}:"
+                    " its escalation has stopped"
+                )
+            muted = muted_by(alert)
+            if muted:
+                raise ConflictError(f"alert {alert_id} is {muted}: nobody is paged for it")
+            chain = self._chains.get(alert_id)
+            if chain is None:
+                if self._config.policy_for(alert) is None:
+                    raise ConflictError(f"no escalation policy applies to alert {alert_id}")
+                raise ConflictError(f"every step of alert {alert_id}'s escalation has been sent")
+            now = self._clock()
+            await self._persist(chain)
+            policy = chain.policy
+            after_s = max(0, now - chain.started_ms) / 1000
+            index = next(
+                (i for i in range(len(policy.steps)) if step_key(i) not in chain.fired), None
+            )
+            if index is not None:
+                key, targets = step_key(index), policy.steps[index].notify
+                reason = Reason("step", index + 1, after_s, by=actor)
+            else:
+                number = chain.repeats_fired() + 1
+                if policy.repeat is None or chain.repeat_due(number) is None:
+                    raise ConflictError(
+                        f"every step of alert {alert_id}'s escalation has been sent"
+                    )
+                key = repeat_key(number)
+                targets = policy.repeat.notify or policy.targets_until(len(policy.steps))
+                reason = Reason("repeat", number, after_s, by=actor)
+            made = await self._fire(chain, key, reason, targets, now)
+            if made is None:
+                raise ConflictError(f"{key} of alert {alert_id} has just been sent")
+            log.info("alert %d: %s sent at once by %s", alert_id, key, actor)
+            if chain.next_due() is None and self._chains.get(alert_id) is chain:
+                del self._chains[alert_id]
+        self._wake.set()  # the next due time moved
+        return Escalated(alert_id, policy.name, key, made)
+
+    async def _persist(self, chain: Chain) -> None:
         if not chain.persisted:
             chain.started_ms = await self._store.start_chain(
-                alert_id, chain.number, chain.policy.name, chain.started_ms
+                chain.alert.id, chain.number, chain.policy.name, chain.started_ms
             )
             chain.persisted = True
+
+    async def _advance(self, chain: Chain, now: int) -> None:
+        alert_id = chain.alert.id
+        await self._persist(chain)
         policy = chain.policy
         for index, step in enumerate(policy.steps):
             key = step_key(index)
@@ -320,7 +394,7 @@ class Escalator:
 
     async def _fire(
         self, chain: Chain, key: str, reason: Reason, targets: list[Target], now: int
-    ) -> None:
+    ) -> list[Notification] | None:
         alert = chain.alert
         muted = muted_by(alert)
         facts = self._describe(alert)
@@ -342,12 +416,13 @@ class Escalator:
         if muted:
             self._skipped.add(alert.id)
         if made is None:
-            return  # fired before (a restart raced us): never send a step twice
+            return None  # fired before (a restart raced us): never send a step twice
         log.info(
             "alert %d %s #%d %s: %s", alert.id, chain.policy.name, chain.number, key,
             ", ".join(f"{n.recipient}/{n.channel}={n.status}" for n in made) or "no targets",
         )  # fmt: skip
         self._queue.push(made)
+        return made
 
     def _plan(
         self, recipient: str, channel_name: str, message: Message, muted: str | None, site: str

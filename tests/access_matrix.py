@@ -25,7 +25,8 @@ Placeholders in ``path``, ``params`` and ``json`` are filled per side: ``{site}`
 ``{device}``, ``{alert_id}``, ``{incident_id}``, ``{silence_id}``, ``{item_id}``,
 ``{evidence_id}``, ``{village}``, ``{enterprise}`` and ``{new}`` (a fresh unique id).
 ``fresh`` asks for a new object per request where the call consumes it:
-``alert`` (a new raised alert), ``device`` (a new device), ``silence`` (a new
+``alert`` (a new raised alert), ``red_alert`` (a new red fire, whose escalation chain
+has several steps), ``device`` (a new device), ``silence`` (a new
 active silence), ``item`` (a new open rectification item), ``reported_item`` (one
 whose fix was reported), and ``session`` (log the cookie roles in again afterwards).
 ``multipart`` sends the json as form fields instead (a fix report).
@@ -113,6 +114,7 @@ MATRIX: dict[tuple[str, str], Row] = {
         200, fresh="alert", json={"disposition": "false_alarm", "note": "矩阵"}
     ),
     ("GET", "/api/alerts/{alert_id}/notifications"): everyone(200),
+    ("POST", "/api/alerts/{alert_id}/escalate"): staff(200, fresh="red_alert"),
     ("GET", "/api/incidents"): everyone(200),
     ("GET", "/api/incidents/{incident_id}"): everyone(200),
     # -- registry --

@@ -82,7 +82,7 @@ class World:
     def admin(self) -> httpx.AsyncClient:
         return self.live.client
 
-    async def raise_alert(self, side: Side) -> int:
+    async def raise_alert(self, side: Side, severity: Severity = Severity.YELLOW) -> int:
         changes = await self.live.gateway.alerts.handle(
             [
                 Signal(
@@ -91,7 +91,7 @@ class World:
                     True,
                     now_ms(),
                     None,
-                    Severity.YELLOW,
+                    severity,
                     AlertClass.HAZARD,
                     "fire",
                     "矩阵告警",
@@ -112,6 +112,14 @@ class World:
         response = await self.admin.post("/api/silences", json=body)
         assert response.status_code == 201, response.text
         return int(response.json()["id"])
+
+    async def end_silences(self, side: Side) -> None:
+        """End the silences earlier rows left on the side's site (a muted alert is not paged)."""
+        params = {"site_id": side.site, "state": "active"}
+        silences = (await self.admin.get("/api/silences", params=params)).json()
+        for silence in silences:
+            response = await self.admin.delete(f"/api/silences/{silence['id']}")
+            assert response.status_code == 200, response.text
 
     async def add_item(self, side: Side) -> int:
         body = {
@@ -140,6 +148,9 @@ class World:
         """Placeholder values for an object the request consumes."""
         if kind == "alert":
             return {"alert_id": await self.raise_alert(side)}
+        if kind == "red_alert":  # a red fire with a chain to escalate: unsilenced, new
+            await self.end_silences(side)
+            return {"alert_id": await self.raise_alert(side, Severity.RED)}
         if kind == "device":
             return {"device": await self.add_device(side)}
         if kind == "silence":

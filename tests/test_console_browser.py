@@ -717,6 +717,25 @@ async def test_silence_and_rectification_item_from_the_alert_page(
         await page.goto(f"{live.base_url}/alert.html?id={gas['id']}")
         await expect(page.locator("#a-title")).to_have_text("可燃气体浓度超限")
 
+        # The escalation chain that applies, in words; "escalate now" sends its next step
+        # (the grid officer, due only after 10 minutes) at once, into the page's history.
+        await page.locator("#act-escalate").click()
+        await expect(page.locator("#escalate-dialog")).to_be_visible()
+        chain = page.locator("#escalate-list")
+        await expect(chain.locator("h3")).to_have_text(["orange-hazard"])  # the first that matches
+        await expect(chain.locator("li")).to_have_text(
+            ["0 秒后: 场所负责人 (gateway-log)", "600 秒后: 社区网格员 (gateway-log)"]
+        )
+        notified = page.locator("#notifications tbody tr")
+        await expect(notified).to_have_count(1)
+        await page.locator("#escalate-now").click()
+        await expect(page.locator("#escalate-dialog")).to_be_hidden()
+        await expect(page.locator("#message")).to_contain_text("已立即发送第 2 级通知：社区网格员")
+        await expect(notified).to_have_count(2)
+        await expect(notified.nth(1)).to_contain_text("社区网格员")
+        escalated = [e for e in await live.gateway.audit.entries() if e.action == "alert.escalate"]
+        assert [(e.actor, e.target) for e in escalated] == [(DUTY[0], f"alert:{gas['id']}")]
+
         # A maintenance window on the detector: the alert stays, marked muted.
         await page.locator("#act-silence").click()
         dialog = page.locator("#silence-dialog")
@@ -747,17 +766,6 @@ async def test_silence_and_rectification_item_from_the_alert_page(
         ]
         # A bare date is the end of that day (the API's rule).
         assert items[0]["deadline"] == "2099-02-01T00:00:00.000+08:00"
-
-        # The escalation chain that applies, in words.
-        await page.locator("#act-escalate").click()
-        await expect(page.locator("#escalate-dialog")).to_be_visible()
-        chain = page.locator("#escalate-list")
-        await expect(chain.locator("h3")).to_have_text(["orange-hazard"])  # the first that matches
-        await expect(chain.locator("li")).to_have_text(
-            ["0 秒后: 场所负责人 (gateway-log)", "600 秒后: 社区网格员 (gateway-log)"]
-        )
-        await page.locator("#escalate-dialog button.cancel").click()
-        await expect(page.locator("#escalate-dialog")).to_be_hidden()
 
         # On a phone the alert page fits the screen (tables scroll inside their boxes).
         await page.set_viewport_size({"width": 390, "height": 844})

@@ -141,9 +141,14 @@ class Reason:
     kind: str  # "step" or "repeat"
     number: int  # step 1, 2, ... or reminder 1, 2, ...
     after_s: float
+    #: Who escalated at once instead of waiting for the step's time (None: it came due).
+    by: str | None = None
 
     @property
     def zh(self) -> str:
+        if self.by is not None:
+            what = "提醒" if self.kind == "repeat" else "级通知"
+            return f"第 {self.number} {what}：{self.by} 立即升级"
         if self.kind == "repeat":
             return f"第 {self.number} 次提醒：报警 {_duration_zh(self.after_s)}仍未确认"
         if self.after_s <= 0:
@@ -152,6 +157,9 @@ class Reason:
 
     @property
     def en(self) -> str:
+        if self.by is not None:
+            what = "reminder" if self.kind == "repeat" else "step"
+            return f"{what} {self.number}: escalated now by {self.by}"
         if self.kind == "repeat":
             return f"reminder {self.number}: unacknowledged after {_duration_en(self.after_s)}"
         if self.after_s <= 0:
@@ -276,7 +284,8 @@ def render(
         titles=titles,
         bodies=bodies,
         alert=fields,
-        reason={"kind": reason.kind, "number": reason.number, "after_s": reason.after_s},
+        reason={"kind": reason.kind, "number": reason.number, "after_s": reason.after_s}
+        | ({"by": reason.by} if reason.by is not None else {}),
     )
 
 

@@ -1,4 +1,4 @@
-"""Escalation policies, notification channels and the delivery log, read-only.
+"""Escalation policies, notification channels and the delivery log; "escalate now".
 
 The delivery log answers "who was told about this alert, how, and did it arrive?": every
 notification with every attempt and its outcome. Channel output never carries a URL's
@@ -6,7 +6,8 @@ token, a password or a secret, and contacts' phone numbers and e-mail addresses 
 masked: the API is for checking the chain, not for harvesting a contact list.
 
 The policies and channels are the office's set-up: staff roles only. Notifications
-are shown for the alerts the caller may see.
+are shown for the alerts the caller may see. ``POST /api/alerts/{id}/escalate`` (staff,
+within their scope; audited) sends the alert's next escalation step at once.
 """
 
 from __future__ import annotations
@@ -173,6 +174,34 @@ async def alert_notifications(
     await visible_alert(gateway, who, alert_id)
     tz = gateway.settings.timezone
     return [NotificationOut.of(n, tz) for n in await gateway.notify.store.for_alert(alert_id)]
+
+
+class EscalatedOut(BaseModel):
+    alert_id: int
+    policy: str
+    #: The step sent, as in the delivery log: ``step:1`` (the second step), ``repeat:1``.
+    step: str
+    notifications: list[NotificationOut]
+
+
+@router.post("/api/alerts/{alert_id}/escalate")
+async def escalate(alert_id: int, gateway: GatewayDep, who: StaffDep) -> EscalatedOut:
+    """Send the alert's next escalation step now instead of at its time.
+
+    409 with the reason when there is nothing to escalate: the alert is closed,
+    acknowledged by staff, muted, or every step has been sent.
+    """
+    await visible_alert(gateway, who, alert_id)
+    done = await gateway.notify.escalator.escalate_now(alert_id, who.name)
+    detail = {"policy": done.policy, "step": done.step}
+    await gateway.audit.record(who.name, "alert.escalate", f"alert:{alert_id}", detail)
+    tz = gateway.settings.timezone
+    return EscalatedOut(
+        alert_id=alert_id,
+        policy=done.policy,
+        step=done.step,
+        notifications=[NotificationOut.of(n, tz) for n in done.notifications],
+    )
 
 
 @router.get("/api/notifications")

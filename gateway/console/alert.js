@@ -217,7 +217,23 @@ $('#act-escalate').addEventListener('click', async () => {
     el('ol', {}, ...p.steps.map((s) => el('li', {
       text: `${t('escalate_after', { s: s.after_s })}: ${s.notify.map((n) => `${en ? n.title_en : n.title_zh} (${n.via.join(', ')})`).join('; ')}`,
     }))))) : [el('p', { text: t('escalate_none') })]));
+  $('#escalate-now').hidden = !first;
   escalateD.open();
+});
+// Escalate now: the chain's next step goes out at once (the API says why when it cannot).
+escalateD.form.addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const btn = $('#escalate-now'), en = getLang() === 'en';
+  btn.disabled = true; formError(escalateD.form, '');
+  try {
+    const done = await api('POST', `/api/alerts/${ID}/escalate`);
+    const [kind, n] = done.step.split(':');
+    const to = [...new Set(done.notifications.map((x) => (en ? x.recipient_en : x.recipient_zh)))].join(', ');
+    escalateD.d.close();
+    showMessage(t(kind === 'repeat' ? 'escalate_reminder' : 'escalate_sent', { n: kind === 'repeat' ? Number(n) : Number(n) + 1, to }));
+    await refresh();
+  } catch (err) { if (err.status === 409) await refresh(); if (err.status !== 401) formError(escalateD.form, err.message); }
+  finally { btn.disabled = false; }
 });
 
 const rectifyD = dialog('#rectify-dialog');
