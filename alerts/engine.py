@@ -335,6 +335,33 @@ class AlertEngine:
             changes = await self._finish(step, now)
         return dataclasses.replace(changes[0].alert)
 
+    async def owner_acknowledge(self, alert_id: int, actor: str, note: str = "") -> Alert:
+        """Record that the site's owner (an enterprise user) has seen the alert.
+
+        A line in the alert's history and ``owner_acknowledged_by``; the state and
+        ``acknowledged`` stay as they are. The owner saying "we are on it" must not stop
+        the town's escalation or silence the duty board: a site owner acknowledging a
+        red fire alarm would otherwise keep the duty officer and the fire station from
+        ever being told. Only the office's staff acknowledge (:meth:`acknowledge`).
+        """
+        self._require_started()
+        _require_actor(actor)
+        async with self._lock:
+            current = await self._open_alert(alert_id)
+            if current.owner_acknowledged_by is not None:
+                raise ConflictError(f"alert {alert_id} is already acknowledged by its owner")
+            now = self._clock()
+            updated = dataclasses.replace(
+                current,
+                owner_acknowledged_by=actor,
+                owner_acknowledged_at=now,
+                updated_at=max(current.updated_at, now),
+            )
+            line = f"owner acknowledged: {note}" if note else "owner acknowledged"
+            step = _Step("updated", current, updated, now, actor, [line], True)
+            changes = await self._finish(step, now)
+        return dataclasses.replace(changes[0].alert)
+
     async def close(
         self, alert_id: int, actor: str, disposition: Disposition, note: str = ""
     ) -> Alert:

@@ -128,6 +128,11 @@ class Alert:
     flap_active: bool | None = None
     #: While flapping: when its signal last flipped; it settles once quiet for a while.
     flap_changed_at: int | None = None
+    #: The site's own people said "we are on it" (an enterprise user). Recorded and shown,
+    #: but it is not an acknowledgement: the town's escalation and the duty board go on
+    #: until the office's staff acknowledge.
+    owner_acknowledged_by: str | None = None
+    owner_acknowledged_at: int | None = None
 
     @property
     def is_open(self) -> bool:

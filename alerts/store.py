@@ -64,7 +64,9 @@ CREATE TABLE IF NOT EXISTS alerts (
     suppressed_by   INTEGER,
     flapping        INTEGER NOT NULL DEFAULT 0,
     flap_active     INTEGER,
-    flap_changed_at INTEGER
+    flap_changed_at INTEGER,
+    owner_acknowledged_by TEXT,
+    owner_acknowledged_at INTEGER
 );
 CREATE INDEX IF NOT EXISTS alerts_state ON alerts (state);
 CREATE INDEX IF NOT EXISTS alerts_device_rule ON alerts (device_id, rule);
@@ -97,6 +99,8 @@ _ADDED_COLUMNS = {
     "flapping": "INTEGER NOT NULL DEFAULT 0",
     "flap_active": "INTEGER",
     "flap_changed_at": "INTEGER",
+    "owner_acknowledged_by": "TEXT",
+    "owner_acknowledged_at": "INTEGER",
 }
 
 DEFAULT_LIST_LIMIT = 500

@@ -277,12 +277,18 @@ async def test_own_alerts_can_be_acknowledged_and_another_enterprises_are_not_fo
     await expect(page.locator("#alert-chart")).to_have_attribute("data-points", "1")  # the 60 %LEL
     await page.locator("#ack-form input[name=note]").fill("已安排电工到场检查")
     await page.get_by_role("button", name="确认收到").click()
-    await expect(page.locator("#alert-state")).to_have_attribute("data-state", "acknowledged")
-    await expect(page.locator("#notice")).to_have_text("告警已确认。")
+    # The owner's acknowledgement is recorded and shown, but the alert stays raised for the
+    # town (its escalation and the duty board's alarm go on until staff acknowledge).
+    await expect(page.locator("#alert-owner-acked-by")).to_contain_text("acme-li")
+    await expect(page.locator("#alert-state")).to_have_attribute("data-state", "raised")
+    await expect(page.locator("#notice")).to_contain_text("已确认收到")
+    await expect(page.locator("#ack-form")).to_have_count(0)
     await snap(page, "portal-alert")
     await expect(page.locator("#alert-history")).to_contain_text("acme-li")
+    await expect(page.locator("#alert-history")).to_contain_text("已安排电工到场检查")
     acked = (await live.client.get(f"/api/alerts/{own['id']}")).json()
-    assert (acked["state"], acked["acknowledged_by"]) == ("acknowledged", "acme-li")
+    assert (acked["state"], acked["acknowledged"]) == ("raised", False)
+    assert acked["owner_acknowledged_by"] == "acme-li"
 
     # Another enterprise's alert and device, opened by URL: "not found", and 404 from the API.
     await page.goto(f"{live.base_url}/portal.html#/alert/{other['id']}")

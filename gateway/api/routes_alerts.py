@@ -1,8 +1,11 @@
 """Alerts: list with filters, one alert and its history, acknowledge, close, live stream.
 
 Every principal sees only the alerts of the sites in its scope (others answer 404);
-anyone who may see an alert may acknowledge it (an enterprise user too: "we are on
-it"), but only the office's staff close one with a disposition.
+anyone who may see an alert may acknowledge it, but only the office's staff close one
+with a disposition. An enterprise user's acknowledgement ("we are on it") is recorded
+as the owner's and shown, but it is not the town's: escalation and the duty board's
+alarm go on until staff acknowledge, or a site owner acknowledging a fire alarm would
+keep the duty officer and the fire station from ever hearing of it.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from gateway.api.deps import (
     visible_site_ids,
 )
 from gateway.api.schemas import AckIn, AlertOut, CloseIn, TransitionOut, iso
+from gateway.scope import Role
 
 router = APIRouter(prefix="/api/alerts", tags=["alerts"])
 
@@ -124,8 +128,13 @@ async def acknowledge(
     alert_id: int, body: AckIn, gateway: GatewayDep, who: PrincipalDep
 ) -> AlertOut:
     await visible_alert(gateway, who, alert_id)
-    alert = await gateway.alerts.acknowledge(alert_id, who.name, body.note)
-    await gateway.audit.record(who.name, "alert.ack", f"alert:{alert_id}", {"note": body.note})
+    if who.role is Role.ENTERPRISE:
+        alert = await gateway.alerts.owner_acknowledge(alert_id, who.name, body.note)
+        action = "alert.owner_ack"
+    else:
+        alert = await gateway.alerts.acknowledge(alert_id, who.name, body.note)
+        action = "alert.ack"
+    await gateway.audit.record(who.name, action, f"alert:{alert_id}", {"note": body.note})
     return AlertOut.of(alert, gateway)
 
 

@@ -169,6 +169,10 @@ class AlertOut(BaseModel):
     muted: bool = False
     #: Its signal keeps flipping; held open as one alert until it settles.
     flapping: bool = False
+    #: The site's owner (an enterprise user) said "we are on it"; not an acknowledgement:
+    #: escalation and the duty board go on until the office's staff acknowledge.
+    owner_acknowledged_by: str | None = None
+    owner_acknowledged_at: str | None = None
 
     @classmethod
     def of(cls, a: Alert, gateway: Gateway) -> AlertOut:
@@ -223,6 +227,8 @@ class AlertOut(BaseModel):
             suppressed_by=a.suppressed_by,
             muted=a.muted,
             flapping=a.flapping,
+            owner_acknowledged_by=a.owner_acknowledged_by,
+            owner_acknowledged_at=iso(a.owner_acknowledged_at, tz),
         )
 
 

@@ -45,7 +45,8 @@ addMessages({
     p_device_alerts: '未关闭的告警', p_no_alerts: '没有未关闭的告警', p_no_closed: '最近没有关闭的告警', p_connection: '连接信息',
     // alerts
     p_alerts_title: '我的告警', p_alerts_open: '未关闭', p_alerts_closed: '最近关闭', p_ack: '确认收到',
-    p_acked: '已确认（{who}）', p_ack_note: '备注（可选，如：已安排电工检查）', p_ack_done: '告警已确认。',
+    p_acked: '已确认（{who}）', p_ack_note: '备注（可选，如：已安排电工检查）', p_ack_done: '已确认收到。镇值班人员确认前，通知仍按升级链发送。',
+    p_owner_acked: '本单位已确认收到（{who}）', p_owner_ack_by: '本单位确认', p_owner_ack_note: '镇值班人员确认前，通知仍按升级链发送。',
     p_alert_title: '告警', p_history: '状态变化',
     // rectification
     p_rect_title: '整改事项', p_no_items: '没有整改事项', p_deadline: '整改期限', p_overdue: '已逾期',
@@ -83,7 +84,8 @@ addMessages({
     p_range_1h: 'Last hour', p_range_6h: 'Last 6 hours', p_range_24h: 'Last 24 hours', p_range_7d: 'Last 7 days',
     p_device_alerts: 'Open alerts', p_no_alerts: 'No open alerts', p_no_closed: 'No recently closed alerts', p_connection: 'Connection details',
     p_alerts_title: 'My alerts', p_alerts_open: 'Open', p_alerts_closed: 'Recently closed', p_ack: 'Acknowledge',
-    p_acked: 'Acknowledged ({who})', p_ack_note: 'Note (optional, e.g. electrician on the way)', p_ack_done: 'Alert acknowledged.',
+    p_acked: 'Acknowledged ({who})', p_ack_note: 'Note (optional, e.g. electrician on the way)', p_ack_done: 'Acknowledged. Until the town\'s duty staff acknowledge, the escalation chain goes on.',
+    p_owner_acked: 'Acknowledged by you ({who})', p_owner_ack_by: 'Acknowledged by you', p_owner_ack_note: 'Until the town\'s duty staff acknowledge, the escalation chain goes on.',
     p_alert_title: 'Alert', p_history: 'State changes',
     p_rect_title: 'Rectification items', p_no_items: 'No rectification items', p_deadline: 'Deadline', p_overdue: 'overdue',
     p_rect_state_open: 'to fix', p_rect_state_fix_reported: 'fix reported, awaiting check', p_rect_state_verified: 'struck off',
@@ -482,7 +484,9 @@ function alertRow(a, { ack = false } = {}) {
       el('div', { class: 'sub' }, joinWith([a.site_name, a.device_id, fmtTime(a.raised_at_ms),
         a.value !== null && a.value !== undefined ? fmtNumber(a.value, a.unit) : null].filter(Boolean)))),
     el('span', { class: 'state-tag', dataset: { state: a.state }, text: t('state_' + a.state) }));
-  if (ack && !a.acknowledged && a.state !== 'closed') {
+  // Our acknowledgement is the owner's ("we are on it"): recorded and shown, but the town's
+  // escalation goes on until its staff acknowledge, so it does not set ``acknowledged``.
+  if (ack && !a.acknowledged && !a.owner_acknowledged_by && a.state !== 'closed') {
     const b = el('button', { type: 'button', class: 'primary ack', text: t('p_ack') });
     b.addEventListener('click', async () => {
       b.disabled = true;
@@ -490,6 +494,7 @@ function alertRow(a, { ack = false } = {}) {
     });
     row.append(b);
   } else if (a.acknowledged) row.append(el('span', { class: 'sub', text: t('p_acked', { who: a.acknowledged_by || '' }) }));
+  else if (a.owner_acknowledged_by) row.append(el('span', { class: 'sub owner-acked', text: t('p_owner_acked', { who: a.owner_acknowledged_by }) }));
   return row;
 }
 
@@ -520,12 +525,14 @@ async function alertPage(gen, _query, alertId) {
     el('dt', { text: t('f_value') }), el('dd', { text: alert.value !== null ? fmtNumber(alert.value, alert.unit) : '—' }),
     el('dt', { text: t('f_raised') }), el('dd', { text: fmtTime(alert.raised_at_ms) }),
     el('dt', { text: t('f_ack_by') }), el('dd', { id: 'alert-acked-by', text: alert.acknowledged_by || '—' }),
+    el('dt', { text: t('p_owner_ack_by') }), el('dd', { id: 'alert-owner-acked-by', text: alert.owner_acknowledged_by
+      ? `${alert.owner_acknowledged_by} · ${fmtTime(alert.owner_acknowledged_at)}${alert.acknowledged ? '' : ' · ' + t('p_owner_ack_note')}` : '—' }),
     el('dt', { text: t('f_message') }), el('dd', { text: alert.message || '—' }));
   const hist = el('ol', { class: 'history', id: 'alert-history' },
     ...history.map((h) => el('li', {}, `${fmtTime(h.ts)} · ${h.actor} · ${h.from_state ? t('state_' + h.from_state) + ' → ' : ''}${t('state_' + h.to_state)}${h.note ? ' · ' + h.note : ''}`)));
   const section = el('section', { class: 'panel', id: 'alert', dataset: { alertId: alert.id, severity: alert.severity } },
     el('h2', {}, titleOf(alert)), facts);
-  if (!alert.acknowledged && alert.state !== 'closed') {
+  if (!alert.acknowledged && !alert.owner_acknowledged_by && alert.state !== 'closed') {
     const error = el('p', { class: 'form-error', role: 'alert', hidden: true });
     const note = el('input', { name: 'note', maxlength: 2000 });
     const form = el('form', { id: 'ack-form' }, error,
