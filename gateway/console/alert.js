@@ -56,7 +56,10 @@ function renderFacts() {
     ['f_class', t('class_' + x.alert_class)], ['f_hazard', x.hazard], ['f_rule', x.rule],
     ['f_value', x.value === null ? null : fmtNumber(x.value, x.unit)], ['f_count', `×${x.count}`],
     ['f_message', x.message], ['f_raised', fmtTime(x.raised_at)], ['f_updated', fmtTime(x.updated_at)],
-    ['f_ack_by', x.acknowledged_by], ['f_cleared', fmtTime(x.cleared_at)], ['f_closed', fmtTime(x.closed_at)],
+    ['f_ack_by', x.acknowledged_by],
+    // The site owner's "we are on it": shown, but not an acknowledgement (escalation goes on).
+    ['f_owner_ack_by', x.owner_acknowledged_by ? `${x.owner_acknowledged_by} · ${fmtTime(x.owner_acknowledged_at)}` : null],
+    ['f_cleared', fmtTime(x.cleared_at)], ['f_closed', fmtTime(x.closed_at)],
     ['f_closed_by', x.closed_by], ['f_disposition', x.disposition ? t('disp_' + x.disposition) : null],
     ['f_note', x.note], ['f_incident', x.incident_id ? `#${x.incident_id}` : null],
   ]);
