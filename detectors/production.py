@@ -405,17 +405,8 @@ class ProductionDetector:
             _push(meter.days, meter.day_kwh, p.learn_days)
         if meter.energy_active:
             meter.energy_active = False
-            assert meter.day is not None
             signals.append(
-                self._energy_signal(
-                    device_id,
-                    calendar,
-                    end_ms - 1,
-                    meter,
-                    date.fromordinal(meter.day),
-                    None,
-                    active=False,
-                )
+                self._energy_signal(device_id, calendar, end_ms - 1, meter, None, active=False)
             )
 
     def _energy(
@@ -516,17 +507,8 @@ class ProductionDetector:
             meter.energy_active = True
             meter.energy_baseline = baseline
             meter.alerted = True
-            assert meter.day is not None
             signals.append(
-                self._energy_signal(
-                    device_id,
-                    calendar,
-                    ts,
-                    meter,
-                    date.fromordinal(meter.day),
-                    shutdown,
-                    active=True,
-                )
+                self._energy_signal(device_id, calendar, ts, meter, shutdown, active=True)
             )
 
     def _check_night(
@@ -571,13 +553,14 @@ class ProductionDetector:
         calendar: Calendar,
         ts: int,
         meter: _Meter,
-        day: date,
         shutdown: ShutdownPeriod | None,
         *,
         active: bool,
     ) -> Signal:
-        e = calendar.enterprise
-        who_zh, who_en = f"{e.name or e.id}（{e.id}）", f"{e.name or e.id} ({e.id})"
+        """The energy rule's signal about the shutdown day ``meter`` is counting."""
+        assert meter.day is not None
+        day = date.fromordinal(meter.day)
+        who_zh, who_en = _who(calendar)
         kwh = meter.shutdown_kwh
         baseline = meter.energy_baseline or 0.0
         ratio = kwh / baseline if baseline > 0 else float("inf")
@@ -601,17 +584,7 @@ class ProductionDetector:
                 f"Shutdown day over: {who_en} used {kwh:.0f} kWh on {day.isoformat()} while "
                 f"ordered to stop, baseline day {baseline:.0f} kWh ({ratio:.1f}x)"
             )
-        return Signal(
-            device_id=device_id,
-            rule=ENERGY_RULE,
-            active=active,
-            ts_ms=ts,
-            value=round(kwh, 3),
-            severity=self.params.severity,
-            alert_class=AlertClass.HAZARD,
-            hazard=HAZARD,
-            message=message,
-        )
+        return self._signal(device_id, ENERGY_RULE, ts, round(kwh, 3), message, active=active)
 
     def _night_signal(
         self,
@@ -624,8 +597,7 @@ class ProductionDetector:
         *,
         active: bool,
     ) -> Signal:
-        e = calendar.enterprise
-        who_zh, who_en = f"{e.name or e.id}（{e.id}）", f"{e.name or e.id} ({e.id})"
+        who_zh, who_en = _who(calendar)
         when = calendar.local(ts).strftime("%Y-%m-%d %H:%M")
         if period is not None and period.kind == "shutdown":
             why_zh, why_en = "停产整顿期间", "during an ordered shutdown"
@@ -647,17 +619,29 @@ class ProductionDetector:
                 f"Load back to idle or working time: {who_en} draws {kw:.0f} kW, "
                 f"baseline {base:.0f} kW ({when})"
             )
+        return self._signal(device_id, NIGHT_RULE, ts, kw, message, active=active)
+
+    def _signal(
+        self, device_id: str, rule: str, ts: int, value: float, message: str, *, active: bool
+    ) -> Signal:
+        """Both rules raise the same kind of alert: a hazard of the configured colour."""
         return Signal(
             device_id=device_id,
-            rule=NIGHT_RULE,
+            rule=rule,
             active=active,
             ts_ms=ts,
-            value=kw,
+            value=value,
             severity=self.params.severity,
             alert_class=AlertClass.HAZARD,
             hazard=HAZARD,
             message=message,
         )
+
+
+def _who(calendar: Calendar) -> tuple[str, str]:
+    """The enterprise as the messages name it, zh and en: its name and, after it, its id."""
+    e = calendar.enterprise
+    return f"{e.name or e.id}（{e.id}）", f"{e.name or e.id} ({e.id})"
 
 
 def _push(ring: list[float], value: float, size: int) -> None:
