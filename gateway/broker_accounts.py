@@ -143,18 +143,6 @@ class Credentials:
     topics: tuple[str, ...]
     mosquitto_pub: str
 
-    def lines(self) -> list[str]:
-        """For a terminal: what the electrician types into the device's settings."""
-        return [
-            f"  broker:    {self.broker_url}",
-            f"  client id: {self.client_id}",
-            f"  username:  {self.username}",
-            f"  secret:    {self.secret}",
-            "  topics:    " + ", ".join(self.topics),
-            "  try it:",
-            f"    {self.mosquitto_pub}",
-        ]
-
 
 def device_broker_url(settings: Settings) -> str:
     """The broker as devices should be told: the configured one, or broker_url sans user:pass.
