@@ -563,8 +563,11 @@ async def test_enterprise_user_cannot_open_another_enterprises_alert(
         for action in ("close", "silence", "escalate", "rectify"):
             await expect(page.locator(f"#act-{action}")).to_be_hidden()
         await page.locator("#act-ack").click()
-        await expect(page.locator("#a-state")).to_contain_text("已确认")
+        # The owner's acknowledgement is recorded and shown, but the alert stays raised for
+        # the duty office: a site owner must not be able to stop the town's response.
         await expect(page.locator("#history tbody tr").last).to_contain_text(ENTERPRISE[0])
+        await expect(page.locator("body")).to_contain_text("企业已确认收到")
+        await expect(page.locator("#a-state")).not_to_contain_text("已确认")
         # ...the fuel station's gas alarm does not, and nothing of it leaks onto the page.
         gas = by_device(alerts, "xw3-gas")
         await page.goto(f"{live.base_url}/alert.html?id={gas['id']}")

@@ -244,6 +244,8 @@ async def test_device_accounts_over_tls_with_the_printed_example(tmp_path: Path,
             )
             _, err = await pub.communicate()
             assert pub.returncode == 0, err
-            assert await arrived(live, "efm-1") == [0.0]
+            words = shlex.split(creds["mosquitto_pub"])
+            sent = json.loads(words[words.index("-m") + 1])["values"][METRIC]
+            assert await arrived(live, "efm-1") == [sent]
     finally:
         broker.stop()
