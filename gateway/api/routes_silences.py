@@ -85,8 +85,9 @@ async def add_silence(body: SilenceIn, gateway: GatewayDep, who: StaffDep) -> Si
         ends_at = body.ends_at_ms
     else:
         assert body.duration_s is not None  # checked above
-        start = gateway.silences.now() if starts_at is None else starts_at
-        ends_at = start + body.duration_s * 1000
+        # One reading of the clock for both ends, so "30 min" is exactly 30 min long.
+        starts_at = gateway.silences.now() if starts_at is None else starts_at
+        ends_at = starts_at + body.duration_s * 1000
     matchers = Matchers(body.site_id, body.device_id, body.rule, body.alert_class)
     try:
         silence = await gateway.silences.create(
