@@ -351,8 +351,14 @@ class ProductionDetector:
                 start, kwh = interval
                 share = kwh * (min(midnight, ts) - start) / (ts - start)
                 meter.day_kwh += share
-                if calendar.period_at(midnight - 1, "shutdown") is not None:
+                ending = calendar.period_at(midnight - 1, "shutdown")
+                if ending is not None:
                     meter.shutdown_kwh += share
+                    if not meter.energy_active:
+                        # The old day's last share may be what takes it over the line.
+                        self._check_energy(
+                            device_id, meter, calendar, midnight - 1, ending, signals
+                        )
             self._close_day(device_id, meter, calendar, midnight, signals)
         meter.day = day.ordinal
         meter.day_first_ms = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import datetime
+from datetime import time as dt_time
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -225,6 +226,21 @@ def test_a_run_ending_at_midnight_counts_for_the_day_before() -> None:
     assert [s.active for s in found if s.rule == ENERGY_RULE] == [True, False]
 
 
+def test_a_shutdown_day_the_midnight_interval_takes_over_the_line_still_alerts() -> None:
+    """The register read at 23:30 and again at 00:10: the 40 minutes' 80 kWh are split at
+    midnight, and the old day's 60 kWh are what take it past 3 x 10 kWh (the new day's 20
+    stay under). The day is judged
+    when it closes, not lost because no later reading of it will come."""
+    enterprise = Enterprise("acme", "ACME Casting", baseline_day_kwh=10.0)
+    detector = detector_for(enterprise, order("2026-12-01T00:00", "2026-12-09T00:00"))
+    before, after = at("2026-12-01T23:30"), at("2026-12-02T00:10")
+    assert detector.on_readings([Reading("pm-1", "energy_kwh", before, 1_000.0)]) == []
+    found = detector.on_readings([Reading("pm-1", "energy_kwh", after, 1_080.0)])
+    assert [(s.rule, s.active) for s in found] == [(ENERGY_RULE, True), (ENERGY_RULE, False)]
+    assert found[0].ts_ms == at("2026-12-02T00:00") - 1 and "2026-12-01" in found[0].message
+    assert found[0].value == pytest.approx(60.0)
+
+
 def test_a_meter_without_register_is_integrated_and_a_register_reset_is_not_negative() -> None:
     enterprise = Enterprise("acme", "ACME Casting", baseline_day_kwh=240.0)
     shutdown = order("2026-12-01T00:00", "2026-12-09T00:00")
@@ -362,9 +378,14 @@ async def test_live_meter_during_a_shutdown_pages_naming_the_enterprise(
     assert live.settings.broker_url is not None
     host, port = live.settings.broker_url.removeprefix("mqtt://").rsplit(":", 1)
     async with aiomqtt.Client(host, int(port), identifier="h4-meter") as client:
+        # Both readings on one local day of the order: from a minute ago, or, straight
+        # after Shanghai midnight, from just before it (a split 50 kWh alerts on neither day).
+        local = datetime.fromtimestamp(now / 1000, SHANGHAI)
+        midnight = int(datetime.combine(local.date(), dt_time(), SHANGHAI).timestamp() * 1000)
+        first = now - 60_000 if now - 60_000 >= midnight else midnight - 120_000
         for i, kwh in enumerate([20_000.0, 20_050.0]):  # 50 kWh in 30 s: about 6 MW
             body = {
-                "ts": now - 60_000 + i * 30_000,
+                "ts": first + i * 30_000,
                 "values": {"active_power_kw": 1000.0, "energy_kwh": kwh},
             }
             await client.publish("ewg/v1/pm-1/telemetry", json.dumps(body), qos=1)
