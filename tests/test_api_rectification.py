@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+from datetime import datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 
@@ -345,8 +347,12 @@ async def test_listing_filters_and_the_overdue_clock(live: LiveGateway) -> None:
 
 async def test_statistics_json_csv_and_false_alarm_sites(live: LiveGateway) -> None:
     await setup_site(live)
-    start = now_ms() - 3_600_000
-    # Seven false smoke alarms today from one shop: more than five a day.
+    # Seven false smoke alarms from one shop yesterday from noon, town time: more than five
+    # a day, and all on one local day whenever the test runs (from "an hour ago" they
+    # straddled midnight at 00:54-01:00 Shanghai and split 3 + 4).
+    town = ZoneInfo(live.settings.timezone)
+    noon = datetime.combine(datetime.now(town).date() - timedelta(days=1), time(12), town)
+    start = int(noon.timestamp() * 1000)
     for k in range(7):
         alert_id = await smoke_alarm(live, start + k * 60_000)
         ack = await live.client.post(f"/api/alerts/{alert_id}/ack", json={})
