@@ -175,4 +175,3 @@ async def test_an_acknowledged_or_closed_alert_is_not_escalated(live: LiveGatewa
     refused = await live.client.post(f"/api/alerts/{alert_id}/escalate")
     assert refused.status_code == 409 and "closed" in refused.json()["detail"]
     assert not [e for e in await live.gateway.audit.entries() if e.action == "alert.escalate"]
-
