@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,14 @@ from tests.servers import Mosquitto, free_port
 T = TypeVar("T")
 
 TOKEN = "ewg_test_token_0123456789abcdef"
+
+
+@pytest.fixture(autouse=True)
+def _settings_from_the_test_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An ``EWG_*`` setting exported in the shell (a zone, session limits, a store) would
+    change what the tests see; each test states the settings it runs with."""
+    for name in Settings.model_fields:
+        monkeypatch.delenv(f"EWG_{name.upper()}", raising=False)
 
 
 @pytest.fixture
@@ -72,26 +81,36 @@ class LiveGateway:
 
 @contextlib.asynccontextmanager
 async def run_gateway(settings: Settings) -> AsyncIterator[LiveGateway]:
-    """A gateway with its API served by uvicorn on a real port."""
-    async with Gateway(settings) as gateway:
-        server = uvicorn.Server(
-            uvicorn.Config(
-                create_app(settings, gateway),
-                host=settings.http_host,
-                port=settings.http_port,
-                log_level="warning",
+    """A gateway with its API served by uvicorn on a real port.
+
+    The port is bound before the gateway starts (not by uvicorn after it), so nothing can
+    take it meanwhile; a server that stops while starting fails the test instead of
+    leaving it waiting."""
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((settings.http_host, settings.http_port))
+    with listener:
+        async with Gateway(settings) as gateway:
+            server = uvicorn.Server(
+                uvicorn.Config(
+                    create_app(settings, gateway),
+                    host=settings.http_host,
+                    port=settings.http_port,
+                    log_level="warning",
+                )
             )
-        )
-        task = asyncio.create_task(server.serve())
-        while not server.started:
-            await asyncio.sleep(0.02)
-        await wait_connected(gateway)
-        base = f"http://{settings.http_host}:{settings.http_port}"
-        async with httpx.AsyncClient(
-            base_url=base, timeout=10, headers={"Authorization": f"Bearer {TOKEN}"}
-        ) as client:
+            task = asyncio.create_task(server.serve(sockets=[listener]))
+            while not server.started:
+                if task.done():
+                    raise RuntimeError(f"uvicorn did not start on port {settings.http_port}")
+                await asyncio.sleep(0.02)
             try:
-                yield LiveGateway(gateway, settings, client)
+                await wait_connected(gateway)
+                base = f"http://{settings.http_host}:{settings.http_port}"
+                async with httpx.AsyncClient(
+                    base_url=base, timeout=10, headers={"Authorization": f"Bearer {TOKEN}"}
+                ) as client:
+                    yield LiveGateway(gateway, settings, client)
             finally:
                 server.should_exit = True
                 await task
