@@ -24,7 +24,7 @@ and the field (``rules.yaml: sites.site-sawmill.hopper_temp.alarm.value: ...``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +126,18 @@ class RuleOverrides:
         result = tuple(rules)
         self._cache[key] = result
         return result
+
+    def unregistered(self, site_ids: Collection[str], device_ids: Collection[str]) -> list[str]:
+        """The entries naming a site or device the registry does not hold: a typo (the
+        override would never apply) or one not registered yet (it applies once it is).
+
+        >>> o = RuleOverrides({"sawmill": {}, "sawmil": {}}, {"dc-7": {}})
+        >>> o.unregistered({"sawmill"}, set())
+        ['sites.sawmil', 'devices.dc-7']
+        """
+        return [f"sites.{s}" for s in self.sites if s not in site_ids] + [
+            f"devices.{d}" for d in self.devices if d not in device_ids
+        ]
 
     def check(self, profiles: Mapping[str, Profile]) -> None:
         """Validate every override against every profile with that rule name.

@@ -14,6 +14,7 @@ import logging
 import os
 from collections.abc import Coroutine
 from contextlib import AsyncExitStack
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -48,7 +49,7 @@ from gateway.pipeline import StageTimings, build_pipeline
 from gateway.profiles import Profile, load_profiles
 from gateway.registry import Registry
 from gateway.registry_model import Device
-from gateway.rule_overrides import load_overrides
+from gateway.rule_overrides import RuleOverrides, load_overrides
 from gateway.sessions import SessionStore
 from gateway.sqlite import SqliteDatabase
 from gateway.stores import TimeSeriesStore, open_store
@@ -187,12 +188,12 @@ class Gateway:
             self.rectifications,
             s.timezone,
         )
+        overrides = None if s.rule_overrides is None else self._overrides(s.rule_overrides)
         self.detectors = DetectorBank(
             self.registry.profile_of,
             s.timezone,
             site_of=self.registry.site_of,
-            overrides=None if s.rule_overrides is None
-            else load_overrides(s.rule_overrides, self.profiles),
+            overrides=overrides,
         )
         self.registry.on_revoke.append(self.detectors.forget)
         self.registry.on_add.append(self._watch)
@@ -280,6 +281,20 @@ class Gateway:
     def production_watches(self, device_id: str) -> bool:
         """Whether the device is a power meter of a registered enterprise."""
         return meter_calendars(self.registry)(device_id) is not None
+
+    def _overrides(self, path: Path) -> RuleOverrides:
+        """The override file, with a warning per entry the registry does not know: a
+        mistyped site id would otherwise leave its site on the profile's numbers unnoticed."""
+        overrides = load_overrides(path, self.profiles)
+        sites = {site.id for site in self.registry.sites()}
+        devices = {device.id for device in self.registry.devices()}
+        for where in overrides.unregistered(sites, devices):
+            log.warning(
+                "%s: %s is not registered; its overrides apply only once it is (a typo?)",
+                path,
+                where,
+            )
+        return overrides
 
     def _watch(self, device: Device) -> None:
         """A device registered while running (API, or the CLI next door) is watched for

@@ -27,6 +27,7 @@ from detectors.identity import Identity
 from detectors.rules import detector_from_rule, run_rule
 from detectors.schedule import Schedule
 from detectors.staged import Staged
+from gateway.config import Settings
 from gateway.model import DeviceEvent, Reading
 from gateway.profiles import (
     DEFAULT_PROFILE_DIR,
@@ -36,7 +37,9 @@ from gateway.profiles import (
     ThresholdRule,
     load_profile,
 )
+from gateway.registry_model import Site
 from gateway.rule_overrides import RuleOverrideError, RuleOverrides, load_overrides
+from gateway.service import Gateway
 from gateway.sqlite import SqliteDatabase
 from tests.clock import FakeClock
 
@@ -459,6 +462,26 @@ def test_a_bad_override_names_the_file_and_the_field(tmp_path: Path, text: str, 
     with pytest.raises(RuleOverrideError) as info:
         load_overrides(path, {"dust_collector_monitor": DUST})
     assert str(path) in str(info.value) and where in str(info.value)
+
+
+async def test_the_gateway_warns_of_an_override_for_a_site_it_does_not_know(
+    settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An engineer types "sawmil" for "sawmill": the start-up log says so, by name."""
+    path = overrides_file(
+        tmp_path,
+        "sites:\n  sawmill: {hopper_temp: {alarm: {value: 65}}}\n"
+        "  sawmil: {hopper_temp: {alarm: {value: 65}}}\n",
+    )
+    async with Gateway(settings) as gateway:
+        await gateway.registry.add_site(Site("sawmill", "Sawmill", "east", "factory"), "test")
+    with caplog.at_level("WARNING", logger="gateway.service"):
+        async with Gateway(settings.model_copy(update={"rule_overrides": path})):
+            pass
+    warned = [r.getMessage() for r in caplog.records if "is not registered" in r.getMessage()]
+    assert warned == [
+        f"{path}: sites.sawmil is not registered; its overrides apply only once it is (a typo?)"
+    ]
 
 
 def test_override_of_a_drift_baseline_uses_the_recorded_value() -> None:
