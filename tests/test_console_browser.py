@@ -791,7 +791,12 @@ async def test_a_session_ended_elsewhere_sends_the_board_to_the_login_page(
     # Signed out in another tab of the same browser: the open board notices by itself.
     other = await context.new_page()
     await other.goto(f"{live.base_url}/sites.html")
+    landed: list[str] = []
+    other.on("framenavigated", lambda f: landed.append(f.url) if f == other.main_frame else None)
     await other.locator("#logout").click()
     await other.wait_for_url(f"{live.base_url}/login.html")
+    # One trip: the 401s the logout causes on that tab (its stream) do not start a second.
+    await asyncio.sleep(0.5)
+    assert landed == [f"{live.base_url}/login.html"]
     await page.wait_for_url(f"{live.base_url}/login.html", timeout=15_000)
     await expect(page.locator("#login-form")).to_be_visible()

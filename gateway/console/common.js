@@ -145,7 +145,7 @@ export async function api(method, path, body, { redirect401 = true, raw = false 
   let res;
   try { res = await fetch(path, opts); } catch { throw new ApiError(0, t('err_network')); }
   if (res.status === 401 && redirect401) {
-    location.assign(loginUrl());
+    toLogin(loginUrl());
     throw new ApiError(401, 'unauthorized');
   }
   if (raw && res.ok) return res;
@@ -163,7 +163,19 @@ export function me() {
   if (!mePromise) mePromise = api('GET', '/api/auth/me');
   return mePromise;
 }
+/*
+ * One trip to the login page per page: a logout ends the session, so the live stream and the
+ * watchdog get 401s too, and a second location.assign() would abort the first navigation
+ * (and land on ?next= of the page just left).
+ */
+let leaving = false;
+function toLogin(url) {
+  if (leaving) return;
+  leaving = true;
+  location.assign(url);
+}
 export async function logout() {
+  leaving = true;   // the 401s the logout causes elsewhere on this page go nowhere
   try { await api('POST', '/api/auth/logout', undefined, { redirect401: false }); } catch { /* gone anyway */ }
   location.assign(LOGIN_PAGE);
 }
