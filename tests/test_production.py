@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import datetime
-from datetime import time as dt_time
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -380,8 +379,7 @@ async def test_live_meter_during_a_shutdown_pages_naming_the_enterprise(
     async with aiomqtt.Client(host, int(port), identifier="h4-meter") as client:
         # Both readings on one local day of the order: from a minute ago, or, straight
         # after Shanghai midnight, from just before it (a split 50 kWh alerts on neither day).
-        local = datetime.fromtimestamp(now / 1000, SHANGHAI)
-        midnight = int(datetime.combine(local.date(), dt_time(), SHANGHAI).timestamp() * 1000)
+        midnight = Calendar.of(ACME, []).day_span(now).start_ms
         first = now - 60_000 if now - 60_000 >= midnight else midnight - 120_000
         for i, kwh in enumerate([20_000.0, 20_050.0]):  # 50 kWh in 30 s: about 6 MW
             body = {
