@@ -20,6 +20,7 @@ from gateway.config import Settings, load_settings
 from gateway.registry_model import Device, Site
 from gateway.service import Gateway
 from gateway.sqlite import SqliteDatabase
+from tests.receivers import HttpReceiver
 from tests.servers import Mosquitto, free_port
 
 T = TypeVar("T")
@@ -54,6 +55,21 @@ def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     broker = Mosquitto(broker_dir).start()
     yield broker
     broker.stop()
+
+
+@pytest.fixture
+def receiver() -> Iterator[HttpReceiver]:
+    """A real HTTP server that records what the notifiers post (webhooks, robots, SMS relay)."""
+    server = HttpReceiver().start()
+    yield server
+    server.stop()
+
+
+def with_alerting(settings: Settings, tmp_path: Path, alerting_yaml: str) -> Settings:
+    """``settings`` with an alerting file (escalation chains, channels) of this text."""
+    path = tmp_path / "alerting.yaml"
+    path.write_text(alerting_yaml, "utf-8")
+    return settings.model_copy(update={"alerting_config": path})
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ a real local HTTP receiver and show in the alert's delivery log.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from gateway.config import Settings
 from gateway.model import now_ms
 from gateway.registry_model import Device, Site
 from gateway.scope import Role
-from tests.conftest import LiveGateway, eventually, register
+from tests.conftest import LiveGateway, eventually, register, with_alerting
 from tests.receivers import HttpReceiver
 
 SITE = Site("acme-1", "五金仓库", "东村", "factory", enterprise="acme")
@@ -57,17 +56,8 @@ def alerting_yaml(receiver: HttpReceiver, *, later_steps_s: tuple[float, float])
 
 
 @pytest.fixture
-def receiver() -> Iterator[HttpReceiver]:
-    server = HttpReceiver().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def settings(settings: Settings, tmp_path: Path, receiver: HttpReceiver) -> Settings:
-    path = tmp_path / "alerting.yaml"
-    path.write_text(alerting_yaml(receiver, later_steps_s=(600, 1200)), "utf-8")
-    return settings.model_copy(update={"alerting_config": path})
+    return with_alerting(settings, tmp_path, alerting_yaml(receiver, later_steps_s=(600, 1200)))
 
 
 async def client_as(live: LiveGateway, name: str, role: Role, **scope: Any) -> httpx.AsyncClient:

@@ -80,13 +80,6 @@ def message(alert: Alert = FIRE, reason: Reason | None = None) -> Message:
 
 
 @pytest.fixture
-def receiver() -> Iterator[HttpReceiver]:
-    server = HttpReceiver().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def smtp() -> Iterator[SmtpServer]:
     server = SmtpServer().start()
     yield server

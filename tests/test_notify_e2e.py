@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import yaml
 
 from gateway.config import Settings
 from simulator.scenario import parse_scenario
-from tests.conftest import LiveGateway, eventually
+from tests.conftest import LiveGateway, eventually, with_alerting
 from tests.receivers import HttpReceiver
 from tests.test_end_to_end import register_scenario, simulate
 
@@ -88,18 +87,10 @@ def alerting_yaml(receiver: HttpReceiver) -> dict[str, Any]:
 
 
 @pytest.fixture
-def receiver() -> Iterator[HttpReceiver]:
-    server = HttpReceiver().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def settings(settings: Settings, tmp_path: Path, receiver: HttpReceiver) -> Settings:
     """The shared live-gateway settings, with this test's alerting file."""
-    path = tmp_path / "alerting.yaml"
-    path.write_text(yaml.safe_dump(alerting_yaml(receiver), allow_unicode=True), "utf-8")
-    return settings.model_copy(update={"alerting_config": path})
+    text = yaml.safe_dump(alerting_yaml(receiver), allow_unicode=True)
+    return with_alerting(settings, tmp_path, text)
 
 
 async def test_fire_escalates_in_order_until_acknowledged_through_the_api(

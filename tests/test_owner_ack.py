@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from gateway.config import Settings
 from gateway.scope import Role
-from tests.conftest import LiveGateway, eventually, register
+from tests.conftest import LiveGateway, eventually, register, with_alerting
 from tests.receivers import HttpReceiver
 from tests.test_escalate_now import SITE, SMOKE, alerting_yaml, client_as, smoke_alarm, told
 
@@ -27,18 +26,9 @@ DUTY_LEADER_AFTER_S = 8.0
 
 
 @pytest.fixture
-def receiver() -> Iterator[HttpReceiver]:
-    server = HttpReceiver().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def settings(settings: Settings, tmp_path: Path, receiver: HttpReceiver) -> Settings:
-    path = tmp_path / "alerting.yaml"
     steps = (GRID_OFFICER_AFTER_S, DUTY_LEADER_AFTER_S)
-    path.write_text(alerting_yaml(receiver, later_steps_s=steps), "utf-8")
-    return settings.model_copy(update={"alerting_config": path})
+    return with_alerting(settings, tmp_path, alerting_yaml(receiver, later_steps_s=steps))
 
 
 async def test_an_owners_ack_is_recorded_but_escalation_goes_on_until_staff_ack(
