@@ -29,6 +29,7 @@ import numpy.typing as npt
 
 from gateway.model import DeviceEvent, StatusChange
 from gateway.profiles import Profile, load_profiles
+from gateway.registry_model import parse_days
 from simulator.incidents import Incident, Outlet, ProductionIncident, plan_incidents
 from simulator.payloads import TopicKind, Value, telemetry
 from simulator.scenario import MalformedReason, Scenario, SiteSpec, check_against_profiles
@@ -119,17 +120,6 @@ def _weekday(ts_ms: Ints) -> Ints:
     return np.asarray((days + 3) % 7 + 1, dtype=np.int64)
 
 
-def _working_days(text: str) -> set[int]:
-    """``"1-5"`` or ``"1,2,3,6"`` as ISO weekdays; empty: every day."""
-    if not text.strip():
-        return set(range(1, 8))
-    out: set[int] = set()
-    for part in text.split(","):
-        lo, _, hi = part.strip().partition("-")
-        out.update(range(int(lo), int(hi or lo) + 1))
-    return out
-
-
 def _load_scale(
     site: SiteSpec, device_id: str, ts: Ints, offset_s: Floats, incidents: list[Incident]
 ) -> Floats | None:
@@ -137,7 +127,8 @@ def _load_scale(
     if not site.shutdowns and not site.days:
         return None
     scale = np.ones(ts.size)
-    working = np.isin(_weekday(ts), sorted(_working_days(site.days)))
+    # The registry's format; a site that names no days works every day.
+    working = np.isin(_weekday(ts), sorted(parse_days(site.days.strip() or "1-7")))
     idle = min((p.load for p in site.shutdowns), default=0.05)
     scale[~working] = idle
     for period in site.shutdowns:
