@@ -197,7 +197,7 @@ async def _history(
     from gateway.model import now_ms
     from gateway.profiles import load_profiles
     from gateway.registry import Registry
-    from gateway.rule_overrides import load_overrides
+    from gateway.rule_overrides import RuleOverrides, load_overrides
     from gateway.service import open_main_db
     from gateway.stores import open_store
 
@@ -210,12 +210,12 @@ async def _history(
         site_id = registry.site_of(device_id)
     if profile is None:
         raise BacktestError(f"device {device_id!r} has no profile")
-    if settings.rule_overrides is not None:
-        in_force = load_overrides(settings.rule_overrides, profiles).rules_for(
-            profile, site_id, device_id
-        )
-    else:
-        in_force = tuple(r for r in profile.rules if r.enabled)
+    overrides = (
+        RuleOverrides()
+        if settings.rule_overrides is None
+        else load_overrides(settings.rule_overrides, profiles)
+    )
+    in_force = overrides.rules_for(profile, site_id, device_id)
     effective = profile.model_copy(update={"rules": list(in_force)})
     if detector is not None:
         rules = [choose_rule({profile.name: effective}, detector, profile.name, metric)[1]]

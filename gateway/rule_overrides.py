@@ -91,7 +91,7 @@ def merge(rule: ThresholdRule, *changes: Mapping[str, Any]) -> ThresholdRule:
 class RuleOverrides:
     """The effective rules of a device: its profile's, changed by its site's and its own."""
 
-    __slots__ = ("_cache", "devices", "sites", "source")
+    __slots__ = ("devices", "sites", "source")
 
     def __init__(
         self,
@@ -102,7 +102,6 @@ class RuleOverrides:
         self.sites: dict[str, RuleChanges] = dict(sites or {})
         self.devices: dict[str, RuleChanges] = dict(devices or {})
         self.source = source
-        self._cache: dict[tuple[int, str | None, str], tuple[ThresholdRule, ...]] = {}
 
     def __len__(self) -> int:
         return sum(len(v) for v in self.sites.values()) + sum(len(v) for v in self.devices.values())
@@ -110,11 +109,10 @@ class RuleOverrides:
     def rules_for(
         self, profile: Profile, site_id: str | None, device_id: str
     ) -> tuple[ThresholdRule, ...]:
-        """The enabled rules of ``device_id`` (at ``site_id``) with ``profile``, overridden."""
-        key = (id(profile), site_id, device_id)
-        cached = self._cache.get(key)
-        if cached is not None:
-            return cached
+        """The enabled rules of ``device_id`` (at ``site_id``) with ``profile``, overridden.
+
+        Not cached here: the detector bank keeps each device's rules for as long as its
+        profile object and site stay the same."""
         site = self.sites.get(site_id, {}) if site_id is not None else {}
         device = self.devices.get(device_id, {})
         rules: list[ThresholdRule] = []
@@ -123,9 +121,7 @@ class RuleOverrides:
             effective = merge(rule, *changes) if changes else rule
             if effective.enabled:
                 rules.append(effective)
-        result = tuple(rules)
-        self._cache[key] = result
-        return result
+        return tuple(rules)
 
     def unregistered(self, site_ids: Collection[str], device_ids: Collection[str]) -> list[str]:
         """The entries naming a site or device the registry does not hold: a typo (the
