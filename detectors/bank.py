@@ -15,6 +15,7 @@ from datetime import UTC, datetime, tzinfo
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import numpy.typing as npt
 
 from alerts.model import Alert, AlertChange, AlertClass, AlertState, Severity, Signal, Stage
 from detectors._state import get_dict, get_int
@@ -132,7 +133,7 @@ class DetectorBank:
         self._tz = ZoneInfo(timezone)  # for times in messages a duty officer reads
         self._zone_name = timezone
         self._site_of = site_of
-        self._overrides = overrides
+        self._overrides = overrides if overrides is not None else RuleOverrides()
         self._offline = OfflineDetector()
         self._staged: dict[str, dict[str, _Entry]] = {}
         #: Restored detector states not yet needed (applied when the detector is built).
@@ -174,14 +175,13 @@ class DetectorBank:
         for (device_id, metric), where in groups.items():
             profile = profiles[device_id]
             assert profile is not None
+            arrays = _arrays(readings, where) if len(where) >= BATCH_MIN else None
             for order, rule in enumerate(rules_of[device_id], start=1):
                 if rule.metric != metric:
                     continue
                 staged = self._detector(device_id, rule, profile)
-                if len(where) >= BATCH_MIN:
-                    ts = np.fromiter((readings[i].ts_ms for i in where), np.int64, len(where))
-                    vals = np.fromiter((readings[i].value for i in where), np.float64, len(where))
-                    done = staged.process_many(ts, vals)
+                if arrays is not None:
+                    done = staged.process_many(*arrays)
                     for at, moved in zip(done.at, done.changes, strict=True):
                         signal = self._rule_signal(device_id, profile, rule, staged, moved)
                         found.append((where[at], order, signal))
@@ -345,10 +345,7 @@ class DetectorBank:
         cached = self._rules.get(device_id)
         if cached is not None and cached[0] is profile and cached[1] == site:
             return cached[2]
-        if self._overrides is None:
-            rules = tuple(r for r in profile.rules if r.enabled)
-        else:
-            rules = self._overrides.rules_for(profile, site, device_id)
+        rules = self._overrides.rules_for(profile, site, device_id)
         self._rules[device_id] = (profile, site, rules)
         return rules
 
@@ -543,6 +540,18 @@ def _same_scorer(old: ThresholdRule, new: ThresholdRule) -> bool:
     a = old.model_dump(exclude=set(_STAGE_FIELDS))
     b = new.model_dump(exclude=set(_STAGE_FIELDS))
     return a == b
+
+
+def _arrays(
+    readings: Sequence[Reading], where: list[int]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """One series' timestamps and values, built once for all the rules on its metric
+    (read-only: every rule's detector reads the same arrays)."""
+    ts = np.fromiter((readings[i].ts_ms for i in where), np.int64, len(where))
+    vals = np.fromiter((readings[i].value for i in where), np.float64, len(where))
+    ts.flags.writeable = False
+    vals.flags.writeable = False
+    return ts, vals
 
 
 def _offline_signal(change: OfflineChange, tz: tzinfo) -> Signal:
