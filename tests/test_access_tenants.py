@@ -225,6 +225,9 @@ async def test_an_enterprise_user_registers_only_for_its_own_enterprise(
             "industry": "small_shop",
             "enterprise": THEIRS["enterprise"],  # ignored: it is acme's
         }
+        # A village the town does not have would hide the site from every community officer.
+        typo = await me.post("/api/sites", json={**site, "village": "西"})
+        assert typo.status_code == 422 and "西村" in typo.json()["detail"]
         created = await me.post("/api/sites", json=site)
         assert created.status_code == 201 and created.json()["enterprise"] == MINE["enterprise"]
         on_theirs = {"id": "sneaky", "profile": "smoke_alarm_nbiot", "site_id": theirs.site}

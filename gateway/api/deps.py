@@ -150,6 +150,21 @@ def site_visible(gateway: Gateway, principal: Principal, site_id: str) -> bool:
     return site is not None and principal.scope.allows_site(site)
 
 
+def known_villages(gateway: Gateway) -> list[str]:
+    """The villages/communities the town's sites are in (names of the town, not data)."""
+    return sorted({s.village for s in gateway.registry.sites()})
+
+
+def require_known_village(gateway: Gateway, village: str) -> None:
+    """422 for an enterprise's new site in a village the town does not have: it would be
+    hidden from every community officer. (A town with no sites yet knows none.)"""
+    known = known_villages(gateway)
+    if known and village not in known:
+        raise HTTPException(
+            422, f"unknown village/community {village!r}; choose one of: {', '.join(known)}"
+        )
+
+
 def visible_sites(gateway: Gateway, principal: Principal) -> list[Site]:
     return [s for s in gateway.registry.sites() if principal.scope.allows_site(s)]
 

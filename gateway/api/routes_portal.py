@@ -32,6 +32,8 @@ from gateway.api.deps import (
     GatewayDep,
     PrincipalDep,
     RegistrarDep,
+    known_villages,
+    require_known_village,
     visible_device,
     visible_site,
     visible_sites,
@@ -132,17 +134,13 @@ class ChoicesOut(BaseModel):
     accounts: bool
 
 
-def _villages(gateway: Gateway) -> list[str]:
-    return sorted({s.village for s in gateway.registry.sites()})
-
-
 @router.get("/choices")
 async def choices(gateway: GatewayDep, who: PrincipalDep) -> ChoicesOut:
     """Villages and industries for the site form; village names are the town's, not data."""
     industries = {s.industry for s in visible_sites(gateway, who)} | set(INDUSTRIES)
     return ChoicesOut(
         enterprise=who.scope.enterprise,
-        villages=_villages(gateway),
+        villages=known_villages(gateway),
         industries=sorted(industries),
         accounts=gateway.accounts.enabled,
     )
@@ -168,11 +166,8 @@ def _enterprise_for(who: Principal, asked: str | None) -> str:
 async def add_site(body: PortalSiteIn, gateway: GatewayDep, who: RegistrarDep) -> SiteOut:
     """Register a site; an enterprise user's belongs to their enterprise, in a known village."""
     enterprise = _enterprise_for(who, body.enterprise)
-    known = _villages(gateway)
-    if who.role is Role.ENTERPRISE and known and body.village not in known:
-        raise HTTPException(
-            422, f"unknown village/community {body.village!r}; choose one of: {', '.join(known)}"
-        )
+    if who.role is Role.ENTERPRISE:
+        require_known_village(gateway, body.village)
     if body.id is not None and gateway.registry.find_site(body.id) is not None:
         raise HTTPException(409, f"site id {body.id!r} is taken; choose another or leave it out")
     site = Site(

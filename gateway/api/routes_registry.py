@@ -18,6 +18,7 @@ from gateway.api.deps import (
     GatewayDep,
     PrincipalDep,
     RegistrarDep,
+    require_known_village,
     site_visible,
     visible_device,
     visible_device_ids,
@@ -47,13 +48,8 @@ async def add_site(body: SiteIn, gateway: GatewayDep, who: RegistrarDep) -> Site
         site = dataclasses.replace(site, enterprise=who.scope.enterprise)
     if not who.scope.allows_site(site):  # a scope that is not an enterprise's
         raise HTTPException(403, "this site would be outside your own scope")
-    # As in the portal: an enterprise's site in a village the town does not have would be
-    # hidden from every community officer.
-    known = sorted({s.village for s in gateway.registry.sites()})
-    if who.scope.enterprise is not None and known and site.village not in known:
-        raise HTTPException(
-            422, f"unknown village/community {site.village!r}; choose one of: {', '.join(known)}"
-        )
+    if who.scope.enterprise is not None:
+        require_known_village(gateway, site.village)
     return SiteOut.of(await gateway.registry.add_site(site, who.name))
 
 
